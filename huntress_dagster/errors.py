@@ -1,0 +1,100 @@
+"""Typed errors for the Huntress API, each carrying guidance a user can act on.
+
+The guidance follows the reference connector's troubleshooting table. Messages never contain
+credentials: they are built only from the status code, the request path and the API's own error
+text (which never echoes the secret).
+"""
+
+from __future__ import annotations
+
+
+class HuntressError(Exception):
+    """Base class of every error this package raises about the Huntress API."""
+
+    guidance = ""
+
+    def __init__(self, message: str, *, status_code: int | None = None, path: str | None = None):
+        self.status_code = status_code
+        self.path = path
+        self.detail = message
+        text = message
+        if path:
+            text = f"{text} (request: {path})"
+        if self.guidance:
+            text = f"{text}. {self.guidance}"
+        super().__init__(text)
+
+
+class HuntressConfigError(HuntressError):
+    """The connection is configured in a way that cannot work (bad URL, missing credentials)."""
+
+
+class HuntressBadRequestError(HuntressError):
+    guidance = (
+        "HTTP 400: the API rejected a parameter value. Check filters (organization id, status, severity, "
+        "platform), sort fields and limit (1..500); if this came from a scheduled run, report it as a bug"
+    )
+
+
+class HuntressAuthenticationError(HuntressError):
+    guidance = (
+        "HTTP 401: not authenticated. Did you enter your credentials correctly? Are your credentials "
+        "expired? Generate a new API key and secret in the Huntress portal (Settings > API Credentials) "
+        "and set HUNTRESS_API_KEY / HUNTRESS_API_SECRET"
+    )
+
+
+class HuntressPermissionError(HuntressError):
+    guidance = (
+        "HTTP 403: there was an issue with your API credential or its permissions. Check that the API "
+        "credential is enabled and allowed to read this resource; a reseller credential may need an "
+        "account-scoped path"
+    )
+
+
+class HuntressNotFoundError(HuntressError):
+    guidance = (
+        "HTTP 404: the resource does not exist or this credential may not see it. Check the host URL "
+        "(expected https://api.huntress.io/v1) and the organization id filter"
+    )
+
+
+class HuntressRateLimitError(HuntressError):
+    guidance = (
+        "HTTP 429: rate limited (60 requests per minute per account, shared with every tool using the "
+        "same account). Lower the rate budget (HUNTRESS_RATE_LIMIT) or stop other tools sharing the account, "
+        "then retry"
+    )
+
+
+class HuntressServerError(HuntressError):
+    guidance = "HTTP 5xx: the Huntress API had a server error. It was retried; try again later"
+
+
+class HuntressConnectionError(HuntressError):
+    guidance = (
+        "The Huntress API could not be reached (timeout or connection reset). It was retried; check the "
+        "host URL and network, then try again"
+    )
+
+
+class HuntressResponseError(HuntressError):
+    guidance = "The API answered with a body that is not the expected JSON. It was retried; try again later"
+
+
+_BY_STATUS: dict[int, type[HuntressError]] = {
+    400: HuntressBadRequestError,
+    401: HuntressAuthenticationError,
+    403: HuntressPermissionError,
+    404: HuntressNotFoundError,
+    429: HuntressRateLimitError,
+}
+
+
+def error_for_status(status_code: int, message: str, path: str) -> HuntressError:
+    """The typed error for an HTTP error status."""
+    if status_code >= 500:
+        cls: type[HuntressError] = HuntressServerError
+    else:
+        cls = _BY_STATUS.get(status_code, HuntressError)
+    return cls(f"Huntress API returned HTTP {status_code}: {message}", status_code=status_code, path=path)

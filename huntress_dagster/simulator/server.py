@@ -1,0 +1,401 @@
+"""A real HTTP server that behaves like the documented Huntress API v1, over a simulated World.
+
+Besides `/v1/...` it serves a small admin API under `/_sim/` (no auth, loopback only) that tests,
+benchmarks and the demo use to move time, inject faults and read the request log.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import json
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from .world import BadRequest, World, WorldConfig
+
+DEMO_API_KEY = "demo-key"
+DEMO_API_SECRET = "demo-secret-not-for-production"
+# Authenticates, but lacks permission: every /v1 request answers 403 (to exercise that error path).
+FORBIDDEN_API_KEY = "no-permissions-key"
+
+INCIDENT_FILTER_ENUMS = {
+    "status": {"sent", "closed", "dismissed", "auto_remediating", "deleting", "partner_dismissed"},
+    "severity": {"low", "high", "critical"},
+    "platform": {"windows", "darwin", "microsoft_365", "google", "linux", "email_security", "other"},
+    "indicator_type": {
+        "footholds", "monitored_files", "ransomware_canaries", "antivirus_detections", "process_detections",
+        "managed_identity", "mde_detections", "siem_detections", "favicon_detections", "behavioral_detections",
+        "email_security_detections", "app_control", "ai_misuse",
+    },
+}
+AGENT_FILTER_ENUMS = {"platform": {"windows", "darwin", "linux"}}
+
+
+@dataclass
+class Faults:
+    """Counters of faults still to inject; each /v1 request consumes at most one of each kind."""
+
+    server_errors: int = 0  # respond 500 (or `server_error_code`)
+    server_error_code: int = 500
+    rate_limit_storm: int = 0  # respond 429 regardless of the window
+    retry_after: float | None = None  # sent with injected 429s when set
+    slow: int = 0  # delay responses by `slow_seconds`
+    slow_seconds: float = 1.0
+    drop: int = 0  # close the connection without an answer
+    malformed: int = 0  # send truncated JSON
+
+
+@dataclass
+class SimulatorConfig:
+    api_key: str = DEMO_API_KEY
+    api_secret: str = DEMO_API_SECRET
+    rate_limit: int = 60
+    rate_window_seconds: float = 60.0
+    retry_after_on_429: bool = False  # the API does not document Retry-After
+    tick_seconds: float = 0.0  # > 0: move time automatically every so many seconds
+    faults: Faults = field(default_factory=Faults)
+
+
+class SimulatorServer:
+    """The simulator on 127.0.0.1; `start()` serves in a background thread."""
+
+    def __init__(self, world: World | None = None, config: SimulatorConfig | None = None,
+                 host: str = "127.0.0.1", port: int = 0):
+        self.world = world or World(WorldConfig())
+        self.config = config or SimulatorConfig()
+        self.faults = self.config.faults
+        self.request_log: list[dict[str, Any]] = []
+        self._admitted: dict[str, collections.deque] = collections.defaultdict(collections.deque)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        handler = type("BoundHandler", (_Handler,), {"sim": self})
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    @property
+    def admin_url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/_sim"
+
+    def start(self) -> SimulatorServer:
+        serve = threading.Thread(target=self.httpd.serve_forever, name="huntress-simulator", daemon=True)
+        serve.start()
+        self._threads.append(serve)
+        if self.config.tick_seconds > 0:
+            ticker = threading.Thread(target=self._tick_forever, name="huntress-simulator-clock", daemon=True)
+            ticker.start()
+            self._threads.append(ticker)
+        return self
+
+    def serve_forever(self) -> None:
+        self.start()
+        self._stop.wait()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> SimulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _tick_forever(self) -> None:
+        while not self._stop.wait(self.config.tick_seconds):
+            self.world.tick()
+
+    # --- rate limit, faults, log --------------------------------------------------------------
+
+    def admit(self, api_key: str) -> tuple[bool, int]:
+        """Sliding window per account: (admitted?, remaining after this request)."""
+        now = time.monotonic()
+        with self._lock:
+            window = self._admitted[api_key]
+            while window and window[0] <= now - self.config.rate_window_seconds:
+                window.popleft()
+            if len(window) >= self.config.rate_limit:
+                return False, 0
+            window.append(now)
+            return True, self.config.rate_limit - len(window)
+
+    def take_fault(self, kind: str) -> bool:
+        with self._lock:
+            left = getattr(self.faults, kind)
+            if left > 0:
+                setattr(self.faults, kind, left - 1)
+                return True
+            return False
+
+    def log_request(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self.request_log.append(entry)
+
+
+def _int_param(query: dict[str, str], name: str, default: int | None = None) -> int | None:
+    if name not in query:
+        return default
+    try:
+        return int(query[name])
+    except ValueError:
+        raise BadRequest(f"{name} is invalid") from None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    sim: SimulatorServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # the request log replaces stderr noise
+        pass
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None,
+              raw: bytes | None = None) -> None:
+        body = raw if raw is not None else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        self._send(status, {"status": status, "error": message}, headers)
+
+    def _read_json(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length) or b"{}") if length else {}
+
+    def _credentials(self) -> tuple[str, str] | None:
+        header = self.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return None
+        try:
+            key, _, secret = base64.b64decode(header[6:]).decode().partition(":")
+        except Exception:
+            return None
+        return key, secret
+
+    # --- admin API ------------------------------------------------------------------------------
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+        path = urlsplit(self.path).path
+        body = self._read_json()
+        sim = self.sim
+        if path == "/_sim/tick":
+            self._send(200, sim.world.tick(**body))
+        elif path == "/_sim/faults":
+            with sim._lock:
+                for name, value in body.items():
+                    if not hasattr(sim.faults, name):
+                        return self._error(400, f"unknown fault {name!r}")
+                    setattr(sim.faults, name, value)
+            self._send(200, asdict(sim.faults))
+        elif path == "/_sim/rate_limit":
+            sim.config.rate_limit = int(body.get("rate_limit", sim.config.rate_limit))
+            sim.config.rate_window_seconds = float(body.get("rate_window_seconds", sim.config.rate_window_seconds))
+            self._send(200, {"rate_limit": sim.config.rate_limit, "rate_window_seconds": sim.config.rate_window_seconds})
+        elif path == "/_sim/requests/clear":
+            with sim._lock:
+                sim.request_log.clear()
+            self._send(200, {"cleared": True})
+        else:
+            self._error(404, "not found")
+
+    def _admin_get(self, path: str, query: dict[str, str]) -> None:
+        sim = self.sim
+        if path == "/_sim/info":
+            self._send(200, {"url": sim.url, "api_key": sim.config.api_key, "seed": sim.world.config.seed,
+                             "anchor": sim.world.anchor, "ticks": sim.world.tick_count,
+                             "incidents": len(sim.world.incidents), "agents": len(sim.world.agents),
+                             "rate_limit": sim.config.rate_limit,
+                             "rate_window_seconds": sim.config.rate_window_seconds})
+        elif path == "/_sim/requests":
+            since = float(query.get("since", 0))
+            with sim._lock:
+                entries = [e for e in sim.request_log if e["t"] >= since]
+            self._send(200, {"requests": entries})
+        elif path == "/_sim/truth/incidents":
+            self._send(200, {"incident_reports": sim.world.truth_incidents()})
+        elif path == "/_sim/truth/agents":
+            self._send(200, {"agents": sim.world.truth_agents()})
+        else:
+            self._error(404, "not found")
+
+    # --- the API --------------------------------------------------------------------------------
+
+    def do_GET(self) -> None:  # noqa: N802
+        parts = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        if parts.path.startswith("/_sim/"):
+            return self._admin_get(parts.path, query)
+        sim = self.sim
+        started = time.time()
+        creds = self._credentials()
+        entry: dict[str, Any] = {"t": started, "path": parts.path, "query": parts.query,
+                                 "key": creds[0] if creds else None}
+        try:
+            status = self._serve_api(parts.path, query, creds)
+        except Exception as exc:  # a simulator bug must look like a server error, not a hang
+            self._error(500, f"simulator error: {type(exc).__name__}: {exc}")
+            status = 500
+        entry["duration"] = time.time() - started
+        entry["status"] = status
+        sim.log_request(entry)
+
+    def _serve_api(self, path: str, query: dict[str, str], creds: tuple[str, str] | None) -> int:
+        sim = self.sim
+        if sim.take_fault("drop"):
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return 0
+        if sim.take_fault("slow"):
+            time.sleep(sim.faults.slow_seconds)
+        if creds is None or creds[1] != sim.config.api_secret or creds[0] not in (sim.config.api_key,
+                                                                                 FORBIDDEN_API_KEY):
+            self._error(401, "Unauthorized: invalid API key or secret")
+            return 401
+        if creds[0] == FORBIDDEN_API_KEY:
+            self._error(403, "There was an issue with your API credential or permissions.")
+            return 403
+        if sim.take_fault("server_errors"):
+            code = sim.faults.server_error_code
+            self._error(code, "Internal Server Error")
+            return code
+        retry_headers = {"Retry-After": str(sim.faults.retry_after)} if sim.faults.retry_after is not None else {}
+        if sim.take_fault("rate_limit_storm"):
+            self._error(429, "Too Many Requests", retry_headers)
+            return 429
+        admitted, remaining = sim.admit(creds[0])
+        limit_headers = {"x-huntress-api-call-limit": str(sim.config.rate_limit),
+                         "x-huntress-api-call-remaining": str(remaining)}
+        if not admitted:
+            if sim.config.retry_after_on_429:
+                limit_headers["Retry-After"] = str(int(sim.config.rate_window_seconds) or 1)
+            self._error(429, "Too Many Requests", limit_headers)
+            return 429
+        try:
+            status, payload = self._route(path, query)
+        except BadRequest as exc:
+            self._error(400, str(exc), limit_headers)
+            return 400
+        if sim.take_fault("malformed"):
+            text = json.dumps(payload).encode()
+            self._send(status, None, limit_headers, raw=text[: max(1, len(text) // 2)])
+            return status
+        self._send(status, payload, limit_headers)
+        return status
+
+    def _route(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
+        world = self.sim.world
+        segments = path.strip("/").split("/")
+        if segments[:1] != ["v1"]:
+            return 404, {"status": 404, "error": "Not Found"}
+        segments = segments[1:]
+        if segments == ["account"]:
+            return 200, {"account": world.account_json()}
+        if segments == ["actor"]:
+            return 200, world.actor_json()
+        if segments == ["organizations"]:
+            return self._list(query, {"id", "created_at", "updated_at", "name", "key"}, {}, "organizations",
+                              self._organizations, str_filters=("name", "key"))
+        if segments == ["agents"]:
+            return self._list(query, {"id", "created_at", "updated_at"}, AGENT_FILTER_ENUMS, "agents",
+                              world.list_agents, int_filters=("organization_id",),
+                              str_filters=("hostname", "os", "version"))
+        if segments == ["incident_reports"]:
+            return self._list(query, {"id", "created_at", "updated_at"}, INCIDENT_FILTER_ENUMS,
+                              "incident_reports", world.list_incidents,
+                              int_filters=("organization_id", "agent_id"))
+        if len(segments) == 2 and segments[1].isdigit():
+            record_id = int(segments[1])
+            with world.lock:
+                if segments[0] == "agents" and record_id in world.agents:
+                    return 200, {"agent": world.agent_json(world.agents[record_id])}
+                if segments[0] == "incident_reports" and record_id in world.incidents:
+                    return 200, {"incident_report": world.incident_json(world.incidents[record_id])}
+                if segments[0] == "organizations":
+                    for org in world.organizations:
+                        if org["id"] == record_id:
+                            return 200, {"organization": world.organization_json(org)}
+        if (len(segments) == 3 and segments[0] == "incident_reports" and segments[1].isdigit()
+                and segments[2] == "remediations"):
+            incident = world.incidents.get(int(segments[1]))
+            if incident is not None:
+                return self._remediations(incident, query)
+        return 404, {"status": 404, "error": "Not Found"}
+
+    def _paging(self, query: dict[str, str], sort_fields: set[str]) -> tuple[int, str, str, str | None]:
+        limit = _int_param(query, "limit", 10)
+        if limit is None or not 1 <= limit <= 500:
+            raise BadRequest("limit does not have a valid value (1..500)")
+        sort_field = query.get("sort_field", "id")
+        if sort_field not in sort_fields:
+            raise BadRequest("sort_field does not have a valid value")
+        direction = query.get("sort_direction", "desc")
+        if direction not in ("asc", "desc"):
+            raise BadRequest("sort_direction does not have a valid value")
+        return limit, sort_field, direction, query.get("page_token") or None
+
+    def _list(self, query, sort_fields, enums, collection, lister, int_filters=(), str_filters=()):
+        limit, sort_field, direction, token = self._paging(query, sort_fields)
+        filters: dict[str, Any] = {}
+        for name, allowed in enums.items():
+            if name in query:
+                if query[name] not in allowed:
+                    raise BadRequest(f"{name} does not have a valid value")
+                filters[name] = query[name]
+        for name in int_filters:
+            if name in query:
+                filters[name] = _int_param(query, name)
+        for name in str_filters:
+            if name in query:
+                filters[name] = query[name]
+        items, next_token = lister(filters, sort_field, direction, limit, token)
+        return 200, {collection: items, "pagination": self._pagination(collection, query, next_token)}
+
+    def _pagination(self, collection: str, query: dict[str, str], next_token: str | None) -> dict[str, Any]:
+        if not next_token:
+            return {}
+        params = {k: v for k, v in query.items() if k != "page_token"}
+        params["page_token"] = next_token
+        return {"next_page_token": next_token,
+                "next_page_url": f"{self.sim.url}/{collection}?{urlencode(params)}"}
+
+    def _organizations(self, filters, sort_field, direction, limit, token):
+        orgs = [o for o in self.sim.world.organizations if all(o[k] == v for k, v in filters.items())]
+        orgs.sort(key=lambda o: (o[sort_field], o["id"]), reverse=direction == "desc")
+        start = int(token) if token and token.isdigit() else 0
+        page = orgs[start:start + limit]
+        return page, (str(start + limit) if start + limit < len(orgs) else None)
+
+    def _remediations(self, incident, query) -> tuple[int, Any]:
+        limit, _, direction, token = self._paging(query, {"id", "created_at", "updated_at"})
+        world = self.sim.world
+        items = [world.remediation_json(incident, k) for k in range(incident.remediation_count)]
+        if direction == "desc":
+            items.reverse()
+        start = int(token) if token and token.isdigit() else 0
+        page = items[start:start + limit]
+        next_token = str(start + limit) if start + limit < len(items) else None
+        return 200, {"remediations": page,
+                     "pagination": self._pagination(f"incident_reports/{incident.id}/remediations", query,
+                                                    next_token)}

@@ -1,0 +1,520 @@
+"""The simulated Huntress account: a seeded, deterministic world that can move in time.
+
+Records are kept compact (bodies and remediation items are rendered on demand from the seed), so a
+world of a million incident reports fits in memory. Two sorted indexes serve the API's sort orders
+with keyset pagination, which stays exact while the world changes under a paginating client.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import copy
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from sortedcontainers import SortedList
+
+DAY = 86_400
+
+STATUSES = ["closed", "sent", "dismissed", "auto_remediating", "partner_dismissed", "deleting"]
+STATUS_WEIGHTS = [60, 24, 8, 4, 3, 1]
+OPEN_STATUSES = {"sent", "auto_remediating"}
+SEVERITIES = ["low", "high", "critical"]
+SEVERITY_WEIGHTS = [25, 60, 15]
+INCIDENT_PLATFORMS = ["windows", "darwin", "linux", "microsoft_365", "google", "email_security", "other"]
+INCIDENT_PLATFORM_WEIGHTS = [70, 8, 6, 9, 2, 3, 2]
+ENDPOINT_INDICATORS = [
+    "footholds", "monitored_files", "ransomware_canaries", "antivirus_detections", "process_detections",
+    "mde_detections", "behavioral_detections", "app_control",
+]
+PLATFORM_INDICATORS = {
+    "microsoft_365": ["managed_identity"],
+    "google": ["managed_identity"],
+    "email_security": ["email_security_detections"],
+    "other": ["siem_detections", "favicon_detections", "ai_misuse"],
+}
+REMEDIATION_ACTIONS = [
+    ("assisted", "Delete File", "path"),
+    ("assisted", "Delete Scheduled Task", "task_name"),
+    ("assisted", "Delete Registry Value", "registry_key"),
+    ("assisted", "Kill Process", "process_id"),
+    ("manual", "Reset user password", None),
+    ("containment", "Isolate host", None),
+]
+REMEDIATION_STATUSES = ["completed", "approved", "unapproved", "failed", "cancelled"]
+AGENT_OS = {
+    "windows": [("Windows 10 Pro", 10, 0, "19045"), ("Windows 11 Enterprise", 10, 0, "22631"),
+                ("Windows Server 2019 Standard", 10, 0, "17763"), ("Windows Server 2022 Datacenter", 10, 0, "20348")],
+    "darwin": [("macOS 14.5", 14, 5, "23F79"), ("macOS 13.6", 13, 6, "22G120")],
+    "linux": [("Ubuntu 22.04.4 LTS", 22, 4, "5.15.0-105"), ("Red Hat Enterprise Linux 9.3", 9, 3, "5.14.0-362")],
+}
+ORG_WORDS = ["Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Vandelay", "Wonka", "Soylent",
+             "Tyrell", "Cyberdyne", "Massive", "Oscorp", "Gringotts", "Monarch", "Pied Piper", "Dunder"]
+ORG_SUFFIX = ["Inc.", "LLC", "Dental", "Law Group", "Manufacturing", "Clinic", "Logistics", "Holdings"]
+SUMMARIES = [
+    "Huntress detected a malicious scheduled task on this host. We recommend removing the file and "
+    "scheduled task listed in the remediation steps below.",
+    "A suspicious PowerShell command downloaded and executed a remote payload. The host was isolated.",
+    "Credential harvesting activity was observed from a foreign IP address against this identity.",
+    "Ransomware canary files were modified; the process responsible was terminated.",
+    "An unauthorized remote monitoring tool was installed and used for persistence.",
+]
+
+
+def iso(ts: int | None) -> str | None:
+    """ISO-8601 UTC with second precision, as the API formats timestamps."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class WorldConfig:
+    seed: int = 1
+    organizations: int = 5
+    agents: int = 200
+    incidents: int = 500
+    days: int = 30
+    anchor: int | None = None  # epoch seconds of "now" at creation; default: the current time
+    account_id: int = 4242
+    account_name: str = "Acme MSSP"
+    subdomain: str = "acme-mssp"
+    body_min_bytes: int = 2_000
+    body_max_bytes: int = 20_000
+    large_body_share: float = 0.01  # 500 KiB .. 5 MiB bodies
+    huge_body_share: float = 0.0  # >= 5 MiB bodies (slow to serve: opt in)
+    many_remediations_share: float = 0.05  # more than 10 remediations (has_more)
+    flat_remediations_share: float = 0.02  # the older payload shape: a flat array
+    null_share: float = 0.08  # nullable fields (summary, agent_id, organization_id, ...) set to null
+
+
+@dataclass(slots=True)
+class Incident:
+    id: int
+    organization_id: int | None
+    agent_id: int | None
+    platform: str
+    severity: str
+    status: str
+    indicator_types: tuple[str, ...]
+    indicator_counts: dict[str, int]
+    created_at: int
+    updated_at: int
+    sent_at: int | None
+    closed_at: int | None
+    status_updated_at: int
+    summary_index: int | None
+    remediation_count: int
+    flat_remediations: bool
+    body_bytes: int
+    hostname: str
+
+
+@dataclass(slots=True)
+class Agent:
+    id: int
+    organization_id: int
+    hostname: str
+    platform: str
+    os_index: int
+    created_at: int
+    updated_at: int
+    last_callback_at: int
+    last_survey_at: int | None
+    ipv4: str
+    external_ip: str | None
+    macs: tuple[str, ...]
+    version: str
+    edr_version: str | None
+    defender_status: str | None
+    firewall_status: str
+    tamper_protection: bool | None
+    tags: tuple[str, ...]
+    serial: str
+
+
+class BadRequest(ValueError):
+    """A parameter the real API would reject with HTTP 400."""
+
+
+def encode_token(sort_value: Any, record_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps([sort_value, record_id]).encode()).decode()
+
+
+def decode_token(token: str) -> tuple[Any, int]:
+    try:
+        value, record_id = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return value, int(record_id)
+    except Exception:
+        raise BadRequest("page_token is invalid") from None
+
+
+class World:
+    """Everything one simulated Huntress account holds, guarded by one lock."""
+
+    def __init__(self, config: WorldConfig | None = None):
+        self.config = config or WorldConfig()
+        self.anchor = self.config.anchor or int(time.time())
+        self.lock = threading.RLock()
+        self._rng = random.Random(self.config.seed)
+        self.tick_count = 0
+        self.organizations: list[dict[str, Any]] = []
+        self.agents: dict[int, Agent] = {}
+        self.incidents: dict[int, Incident] = {}
+        self._agents_by_updated = SortedList()  # (updated_at, id)
+        self._incidents_by_updated = SortedList()
+        self._next_incident_id = 100_001
+        self._build()
+
+    # --- generation ----------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        cfg, rng = self.config, self._rng
+        start = self.anchor - cfg.days * DAY
+        for i in range(cfg.organizations):
+            org_id = 501 + i
+            name = f"{ORG_WORDS[i % len(ORG_WORDS)]} {ORG_SUFFIX[(i * 7) % len(ORG_SUFFIX)]}"
+            if i >= len(ORG_WORDS):
+                name = f"{name} {i}"
+            created = start - rng.randint(30, 900) * DAY
+            self.organizations.append({
+                "id": org_id, "name": name, "key": f"org{org_id}", "account_id": cfg.account_id,
+                "agents_count": 0, "incident_reports_count": 0, "logs_sources_count": rng.randint(0, 40),
+                "billable_identity_count": rng.randint(0, 300), "sat_learner_count": rng.randint(0, 300),
+                "identity_provider_tenant_id": None, "microsoft_365_tenant_id": None,
+                "microsoft_365_users_count": 0, "notify_emails": [f"soc@org{org_id}.example"],
+                "report_recipients": [f"it@org{org_id}.example"],
+                "created_at": iso(created), "updated_at": iso(created + DAY),
+            })
+        org_ids = [o["id"] for o in self.organizations]
+        for i in range(cfg.agents):
+            agent = self._new_agent(10_001 + i, rng.choice(org_ids), start - rng.randint(1, 400) * DAY)
+            self._put_agent(agent)
+        agent_ids = list(self.agents)
+        # Incidents are created in id order, so sorting by id equals sorting by created_at.
+        created_times = sorted(rng.randint(start, self.anchor) for _ in range(cfg.incidents))
+        for created in created_times:
+            incident = self._new_incident(created, agent_ids)
+            # Older incidents have moved on: most were closed some hours or days after creation.
+            if incident.status not in OPEN_STATUSES:
+                moved = min(self.anchor, created + rng.randint(600, 5 * DAY))
+                incident.updated_at = incident.status_updated_at = moved
+                if incident.status == "closed":
+                    incident.closed_at = moved
+            self._put_incident(incident)
+        for org in self.organizations:
+            org["agents_count"] = sum(1 for a in self.agents.values() if a.organization_id == org["id"])
+            org["incident_reports_count"] = sum(
+                1 for x in self.incidents.values() if x.organization_id == org["id"])
+
+    def _new_agent(self, agent_id: int, org_id: int, created: int) -> Agent:
+        rng = self._rng
+        platform = rng.choices(["windows", "darwin", "linux"], [80, 12, 8])[0]
+        prefix = {"windows": "DESKTOP", "darwin": "MBP", "linux": "srv"}[platform]
+        callback = self.anchor - rng.randint(0, 3 * DAY if rng.random() < 0.9 else 60 * DAY)
+        return Agent(
+            id=agent_id, organization_id=org_id, hostname=f"{prefix}-{agent_id:05d}", platform=platform,
+            os_index=rng.randrange(len(AGENT_OS[platform])), created_at=created,
+            updated_at=max(created, callback), last_callback_at=callback,
+            last_survey_at=callback - 3600 if platform == "windows" else None,
+            ipv4=f"10.{org_id % 250}.{(agent_id >> 8) % 250}.{agent_id % 250 + 1}",
+            external_ip=None if rng.random() < self.config.null_share else
+            f"203.0.{org_id % 250}.{rng.randint(1, 254)}",
+            macs=tuple(f"02:{org_id % 256:02x}:{(agent_id >> 8) % 256:02x}:{agent_id % 256:02x}:{k:02x}:{rng.randint(0, 255):02x}"
+                       for k in range(rng.choice([1, 1, 2]))),
+            version=f"0.14.{rng.randint(10, 40)}", edr_version=None if platform != "windows" else f"0.3.{rng.randint(1, 30)}",
+            defender_status=rng.choice(["Healthy", "Unhealthy", "Disabled"]) if platform == "windows" else None,
+            firewall_status=rng.choices(["Enabled", "Disabled", "Isolated"], [85, 13, 2])[0],
+            tamper_protection=rng.choice([True, True, False]) if platform == "windows" else None,
+            tags=tuple(rng.sample(["Server", "Production", "Workstation", "VIP", "Finance", "Remote"], rng.randint(0, 2))),
+            serial=f"SN{rng.getrandbits(40):010X}",
+        )
+
+    def _new_incident(self, created: int, agent_ids: list[int]) -> Incident:
+        cfg, rng = self.config, self._rng
+        incident_id = self._next_incident_id
+        self._next_incident_id += 1
+        platform = rng.choices(INCIDENT_PLATFORMS, INCIDENT_PLATFORM_WEIGHTS)[0]
+        pool = PLATFORM_INDICATORS.get(platform, ENDPOINT_INDICATORS)
+        indicators = tuple(sorted(rng.sample(pool, min(len(pool), rng.choice([1, 1, 2, 3])))))
+        agent = self.agents[rng.choice(agent_ids)] if agent_ids and platform in ("windows", "darwin", "linux") else None
+        organization_id = agent.organization_id if agent else rng.choice(self.organizations)["id"]
+        if rng.random() < cfg.null_share / 2:
+            organization_id = None
+        status = rng.choices(STATUSES, STATUS_WEIGHTS)[0] if created < self.anchor - DAY else "sent"
+        roll = rng.random()
+        if roll < cfg.huge_body_share:
+            body_bytes = rng.randint(5 * 1024 * 1024, 6 * 1024 * 1024)
+        elif roll < cfg.huge_body_share + cfg.large_body_share:
+            body_bytes = rng.randint(512_000, 5 * 1024 * 1024 - 1)
+        else:
+            body_bytes = rng.randint(cfg.body_min_bytes, cfg.body_max_bytes)
+        many = rng.random() < cfg.many_remediations_share
+        return Incident(
+            id=incident_id, organization_id=organization_id,
+            agent_id=agent.id if agent and rng.random() > cfg.null_share / 2 else None,
+            platform=platform, severity=rng.choices(SEVERITIES, SEVERITY_WEIGHTS)[0], status=status,
+            indicator_types=indicators,
+            indicator_counts={name: (rng.randint(1, 4) if name in indicators else 0) for name in pool},
+            created_at=created, updated_at=created,
+            sent_at=None if rng.random() < cfg.null_share else created + rng.randint(60, 1800),
+            closed_at=None, status_updated_at=created,
+            summary_index=None if rng.random() < cfg.null_share else rng.randrange(len(SUMMARIES)),
+            remediation_count=rng.randint(11, 30) if many else rng.randint(0, 4),
+            flat_remediations=rng.random() < cfg.flat_remediations_share,
+            body_bytes=body_bytes,
+            hostname=agent.hostname if agent else f"{platform}-tenant",
+        )
+
+    def _put_agent(self, agent: Agent) -> None:
+        self.agents[agent.id] = agent
+        self._agents_by_updated.add((agent.updated_at, agent.id))
+
+    def _put_incident(self, incident: Incident) -> None:
+        self.incidents[incident.id] = incident
+        self._incidents_by_updated.add((incident.updated_at, incident.id))
+
+    # --- time moves ----------------------------------------------------------------------------
+
+    def tick(self, new_incidents: int = 3, status_changes: int = 2, agent_changes: int = 5,
+             new_agents: int = 0, now: int | None = None) -> dict[str, list[int]]:
+        """Move the world: new incidents appear, open ones change status, agents call back."""
+        with self.lock:
+            now = max(now or int(time.time()), self.anchor)
+            self.tick_count += 1
+            rng = self._rng
+            changed: dict[str, list[int]] = {"new_incidents": [], "status_changes": [], "agent_changes": [],
+                                              "new_agents": []}
+            org_ids = [o["id"] for o in self.organizations]
+            for _ in range(new_agents):
+                agent = self._new_agent(10_001 + len(self.agents), rng.choice(org_ids), now)
+                agent.updated_at = agent.last_callback_at = now
+                self._put_agent(agent)
+                changed["new_agents"].append(agent.id)
+            for agent_id in rng.sample(list(self.agents), min(agent_changes, len(self.agents))):
+                agent = self.agents[agent_id]
+                self._agents_by_updated.remove((agent.updated_at, agent.id))
+                agent.updated_at = agent.last_callback_at = now
+                self._agents_by_updated.add((agent.updated_at, agent.id))
+                changed["agent_changes"].append(agent_id)
+            candidates = [i for i in self._newest_incident_ids(500) if self.incidents[i].status in OPEN_STATUSES]
+            for incident_id in candidates[:status_changes]:
+                incident = self.incidents[incident_id]
+                self._incidents_by_updated.remove((incident.updated_at, incident.id))
+                incident.status = rng.choices(["closed", "dismissed", "auto_remediating"], [70, 20, 10])[0]
+                incident.updated_at = incident.status_updated_at = now
+                incident.closed_at = now if incident.status == "closed" else None
+                self._incidents_by_updated.add((incident.updated_at, incident.id))
+                changed["status_changes"].append(incident_id)
+            agent_ids = list(self.agents)
+            for _ in range(new_incidents):
+                incident = self._new_incident(now, agent_ids)
+                incident.status, incident.sent_at = "sent", now
+                self._put_incident(incident)
+                changed["new_incidents"].append(incident.id)
+            return changed
+
+    def _newest_incident_ids(self, n: int) -> list[int]:
+        return [record_id for _, record_id in self._incidents_by_updated.islice(-n, reverse=True)]
+
+    # --- rendering -----------------------------------------------------------------------------
+
+    def organization_json(self, org: dict[str, Any]) -> dict[str, Any]:
+        return dict(org)
+
+    def account_json(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "id": cfg.account_id, "name": cfg.account_name, "subdomain": cfg.subdomain, "status": "enabled",
+            "support_type": "partner_supported",
+            "neighborhood_watch": {"edr": 0, "ispm": 0, "itdr": 0, "sat": 0, "siem": 0},
+            "billing_address": None, "shipping_address": None,
+        }
+
+    def actor_json(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "account": {"id": cfg.account_id, "name": cfg.account_name, "subdomain": cfg.subdomain,
+                        "status": "enabled"},
+            "user": {"id": 77, "email": "api@acme-mssp.example", "name": "API User"},
+        }
+
+    def agent_json(self, agent: Agent) -> dict[str, Any]:
+        os_name, os_major, os_minor, build = AGENT_OS[agent.platform][agent.os_index]
+        return {
+            "id": agent.id, "account_id": self.config.account_id, "organization_id": agent.organization_id,
+            "arch": "x86_64" if agent.platform != "darwin" else "arm64",
+            "created_at": iso(agent.created_at), "updated_at": iso(agent.updated_at),
+            "domain_name": "CORP" if agent.platform == "windows" else None,
+            "edr_version": agent.edr_version, "external_ip": agent.external_ip, "hostname": agent.hostname,
+            "defender_policy_status": "Compliant" if agent.defender_status else None,
+            "defender_status": agent.defender_status,
+            "defender_substatus": "Up to date" if agent.defender_status == "Healthy" else None,
+            "firewall_status": agent.firewall_status,
+            "tamper_protection_configured": agent.tamper_protection,
+            "tamper_protection_actual": agent.tamper_protection,
+            "ipv4_address": agent.ipv4, "last_callback_at": iso(agent.last_callback_at),
+            "last_survey_at": iso(agent.last_survey_at), "mac_addresses": list(agent.macs),
+            "service_pack_major": 0 if agent.platform == "windows" else None,
+            "service_pack_minor": 0 if agent.platform == "windows" else None,
+            "os": os_name, "os_build_version": build, "os_major": os_major, "os_minor": os_minor,
+            "os_patch": 0, "platform": agent.platform, "serial_number": agent.serial, "tags": list(agent.tags),
+            "version": agent.version, "version_number": 720899,
+            "win_build_number": int(build) if agent.platform == "windows" else None,
+        }
+
+    def remediation_json(self, incident: Incident, index: int) -> dict[str, Any]:
+        rng = random.Random(self.config.seed * 1_000_003 + incident.id * 1_009 + index)
+        kind, action, param = REMEDIATION_ACTIONS[rng.randrange(len(REMEDIATION_ACTIONS))]
+        status = rng.choice(REMEDIATION_STATUSES)
+        approved = incident.created_at + rng.randint(60, 7200)
+        if param:
+            value = {"path": f"C:\\Users\\Public\\{rng.choice(['svc', 'upd', 'tmp'])}{index}.exe",
+                     "task_name": f"\\Microsoft\\Windows\\Update{index}",
+                     "registry_key": f"HKCU\\Software\\Microsoft\\Windows\\CurrentVersion\\Run\\u{index}",
+                     "process_id": str(rng.randint(1000, 65000))}[param]
+            parameters: Any = [{"name": param, "description": value}]
+        elif kind == "containment":
+            parameters = [incident.hostname]
+        else:
+            parameters = []
+        return {
+            "id": incident.id * 100 + index, "type": kind, "action": action, "parameters": parameters,
+            "status": status,
+            "approved_at": iso(approved) if status != "unapproved" else None,
+            "approved_by": {"id": 123123, "email": "john.smith@example.com", "name": "John Smith"}
+            if status != "unapproved" else None,
+            "completed_at": iso(approved + 60) if status == "completed" else None,
+        }
+
+    def incident_summary(self, incident: Incident) -> str | None:
+        return None if incident.summary_index is None else SUMMARIES[incident.summary_index]
+
+    def incident_json(self, incident: Incident, *, with_body: bool = True) -> dict[str, Any]:
+        items = [self.remediation_json(incident, k) for k in range(min(10, incident.remediation_count))]
+        remediations: Any = (items if incident.flat_remediations else
+                             {"total_count": incident.remediation_count,
+                              "has_more": incident.remediation_count > 10, "items": items})
+        record = {
+            "id": incident.id, "account_id": self.config.account_id, "agent_id": incident.agent_id,
+            "organization_id": incident.organization_id, "platform": incident.platform,
+            "severity": incident.severity, "status": incident.status,
+            "subject": f"{incident.severity.upper()} - Incident on {incident.hostname} "
+                       f"({self._org_name(incident.organization_id)})",
+            "summary": self.incident_summary(incident),
+            "indicator_types": list(incident.indicator_types), "indicator_counts": dict(incident.indicator_counts),
+            "remediations": remediations,
+            "sent_at": iso(incident.sent_at), "closed_at": iso(incident.closed_at),
+            "status_updated_at": iso(incident.status_updated_at), "updated_at": iso(incident.updated_at),
+            "created_at": iso(incident.created_at),
+        }
+        if with_body:
+            record["body"] = self.render_body(incident, record)
+        return record
+
+    def render_body(self, incident: Incident, record: dict[str, Any]) -> str:
+        from .bodies import render_body  # bodies are rendered on demand, never stored
+
+        context = dict(record, portal_url=self.portal_url(incident),
+                       organization_name=self._org_name(incident.organization_id), hostname=incident.hostname)
+        return render_body(self.config.seed * 7_919 + incident.id, context, incident.body_bytes)
+
+    def portal_url(self, incident: Incident) -> str:
+        return (f"https://{self.config.subdomain}.huntress.io/org/{incident.organization_id}"
+                f"/incident_reports/{incident.id}")
+
+    def _org_name(self, org_id: int | None) -> str:
+        for org in self.organizations:
+            if org["id"] == org_id:
+                return org["name"]
+        return "Unassigned"
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def list_agents(self, filters: dict[str, Any], sort_field: str, direction: str, limit: int,
+                    token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        def keep(agent: Agent) -> bool:
+            if "organization_id" in filters and agent.organization_id != filters["organization_id"]:
+                return False
+            if "platform" in filters and agent.platform != filters["platform"]:
+                return False
+            if "hostname" in filters and agent.hostname != filters["hostname"]:
+                return False
+            if "os" in filters and AGENT_OS[agent.platform][agent.os_index][0] != filters["os"]:
+                return False
+            return not ("version" in filters and agent.version != filters["version"])
+
+        with self.lock:
+            page, next_key = self._page(self.agents, self._agents_by_updated, keep, sort_field, direction,
+                                        limit, token)
+            return [self.agent_json(a) for a in page], next_key
+
+    def list_incidents(self, filters: dict[str, Any], sort_field: str, direction: str, limit: int,
+                       token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        def keep(incident: Incident) -> bool:
+            for name in ("status", "severity", "platform", "organization_id", "agent_id"):
+                if name in filters and getattr(incident, name) != filters[name]:
+                    return False
+            return not ("indicator_type" in filters and filters["indicator_type"] not in incident.indicator_types)
+
+        with self.lock:
+            page, next_key = self._page(self.incidents, self._incidents_by_updated, keep, sort_field, direction,
+                                        limit, token)
+            page = [copy.copy(x) for x in page]
+        # Bodies can be megabytes: render them from snapshots, outside the lock.
+        return [self.incident_json(x) for x in page], next_key
+
+    def _page(self, records: dict[int, Any], by_updated: SortedList, keep, sort_field: str, direction: str,
+              limit: int, token: str | None) -> tuple[list[Any], str | None]:
+        """Keyset pagination: the token holds the (sort value, id) of the last record served."""
+        reverse = direction == "desc"
+        if sort_field == "updated_at":
+            if token:
+                value, record_id = decode_token(token)
+                bound = (int(value), record_id)
+                keys: Iterator = (by_updated.irange(maximum=bound, inclusive=(True, False), reverse=True)
+                                  if reverse else by_updated.irange(minimum=bound, inclusive=(False, True)))
+            else:
+                keys = iter(by_updated.islice(reverse=reverse))
+            ids: Iterator[int] = (record_id for _, record_id in keys)
+        else:  # id and created_at share one order: ids are assigned, and inserted, in creation order
+            ordered = list(records)
+            if token:
+                _, last_id = decode_token(token)
+                cut = bisect.bisect_left(ordered, last_id)
+                ordered = ordered[:cut] if reverse else ordered[cut + 1:]
+            ids = reversed(ordered) if reverse else iter(ordered)
+        page: list[Any] = []
+        more = False
+        for record_id in ids:
+            record = records[record_id]
+            if not keep(record):
+                continue
+            if len(page) == limit:
+                more = True
+                break
+            page.append(record)
+        if not more or not page:
+            return page, None
+        last = page[-1]
+        sort_value = last.updated_at if sort_field == "updated_at" else last.id
+        return page, encode_token(sort_value, last.id)
+
+    def truth_incidents(self) -> list[dict[str, Any]]:
+        """The current state of every incident's key fields (for tests and benchmarks)."""
+        with self.lock:
+            return [{"id": x.id, "account_id": self.config.account_id, "organization_id": x.organization_id,
+                     "agent_id": x.agent_id, "status": x.status, "severity": x.severity,
+                     "updated_at": iso(x.updated_at)} for x in self.incidents.values()]
+
+    def truth_agents(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [{"id": a.id, "organization_id": a.organization_id, "hostname": a.hostname,
+                     "updated_at": iso(a.updated_at)} for a in self.agents.values()]
