@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import time
+from pathlib import Path
 
-from .simulator import DEMO_API_SECRET, SimulatorConfig, SimulatorServer, World, WorldConfig
+from .client import HuntressClient
+from .ratelimit import RateLimiter, bucket_name_for
+from .simulator import DEMO_API_KEY, DEMO_API_SECRET, SimulatorConfig, SimulatorServer, World, WorldConfig
 
 
 def add_world_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,17 +34,67 @@ def run_simulator(args: argparse.Namespace) -> int:
     config = SimulatorConfig(rate_limit=args.rate_limit, rate_window_seconds=args.rate_window,
                              tick_seconds=args.tick_seconds)
     server = SimulatorServer(World(world_config_from(args)), config, host="127.0.0.1", port=args.port)
+    server.start()
+    if args.state_file:  # how other processes find this shared simulator (demo mode)
+        state = Path(args.state_file)
+        tmp = state.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"url": server.url, "pid": os.getpid()}))
+        os.replace(tmp, state)
     print(f"Huntress API simulator listening on {server.url}", flush=True)
     print(f"  HUNTRESS_HOST_URL={server.url}")
     print(f"  HUNTRESS_API_KEY={config.api_key}")
     print(f"  HUNTRESS_API_SECRET={DEMO_API_SECRET}   (demo credentials of the simulator only)")
     print(f"  admin API: {server.admin_url}/info, /requests, POST /tick, POST /faults", flush=True)
     try:
-        server.serve_forever()
+        while True:
+            time.sleep(1.0)
+            if args.idle_exit and time.monotonic() - server.last_request_at > args.idle_exit:
+                print(f"no request for {args.idle_exit:.0f}s: exiting", flush=True)
+                break
     except KeyboardInterrupt:
         pass
     finally:
         server.stop()
+    return 0
+
+
+def run_test_connection(args: argparse.Namespace) -> int:
+    """The connector's "Test" button from the shell: exit 0 and a summary, or the typed guidance."""
+    from .errors import HuntressError
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    if settings.demo:
+        from .demo import ensure_demo_simulator
+
+        host_url, key, secret = ensure_demo_simulator(), DEMO_API_KEY, DEMO_API_SECRET
+        print(f"DEMO MODE (HUNTRESS_API_KEY is not set): testing the bundled simulator at {host_url}")
+    else:
+        host_url, key, secret = settings.host_url, os.environ["HUNTRESS_API_KEY"], os.environ.get("HUNTRESS_API_SECRET", "")
+    limiter = RateLimiter(settings.rate_limit, settings.rate_window_seconds, state_path=settings.rate_limit_state,
+                          bucket=bucket_name_for(key, host_url))
+    try:
+        with HuntressClient(key, secret, host_url, rate_limiter=limiter, max_attempts=3) as client:
+            account = client.account()
+            organizations = sum(1 for _ in client.organizations())
+    except HuntressError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 2
+    print(f"OK: account {account.get('name')!r} (id {account.get('id')}, subdomain {account.get('subdomain')}), "
+          f"{organizations} organizations, via {host_url}")
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Materialize everything on a private simulator and print a summary of the lake."""
+    from .demo_run import run_demo_pipeline
+
+    server = SimulatorServer(World(world_config_from(args)), SimulatorConfig(rate_limit=10_000,
+                                                                             rate_window_seconds=60))
+    with server:
+        print(f"Demo: bundled Huntress simulator at {server.url}; lake at {os.path.abspath(args.lake_dir)}")
+        summary = run_demo_pipeline(server.url, os.path.abspath(args.lake_dir))
+    print(summary)
     return 0
 
 
@@ -53,7 +109,17 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--rate-window", type=float, default=60.0, help="window seconds (Huntress: 60)")
     sim.add_argument("--tick-seconds", type=float, default=0.0,
                      help="move time every N seconds: new incidents, status changes, agent callbacks")
+    sim.add_argument("--state-file", help="write {url, pid} here once listening (used by demo mode)")
+    sim.add_argument("--idle-exit", type=float, default=0.0, help="exit after N seconds without API requests")
     sim.set_defaults(func=run_simulator)
+
+    test = commands.add_parser("test-connection", help="check the configured Huntress credentials (HUNTRESS_* env)")
+    test.set_defaults(func=run_test_connection)
+
+    demo = commands.add_parser("demo", help="materialize everything on the simulator, headless, and summarize")
+    demo.add_argument("--lake-dir", default=os.environ.get("HUNTRESS_LAKE_DIR", "lake"))
+    add_world_arguments(demo)
+    demo.set_defaults(func=run_demo)
 
     args = parser.parse_args(argv)
     return args.func(args)

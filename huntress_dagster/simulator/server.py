@@ -78,6 +78,7 @@ class SimulatorServer:
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self._threads: list[threading.Thread] = []
+        self.last_request_at = time.monotonic()
 
     @property
     def url(self) -> str:
@@ -98,10 +99,6 @@ class SimulatorServer:
             ticker.start()
             self._threads.append(ticker)
         return self
-
-    def serve_forever(self) -> None:
-        self.start()
-        self._stop.wait()
 
     def stop(self) -> None:
         self._stop.set()
@@ -141,6 +138,7 @@ class SimulatorServer:
             return False
 
     def log_request(self, entry: dict[str, Any]) -> None:
+        self.last_request_at = time.monotonic()
         with self._lock:
             self.request_log.append(entry)
 

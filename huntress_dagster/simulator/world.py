@@ -90,7 +90,7 @@ class WorldConfig:
     body_max_bytes: int = 20_000
     large_body_share: float = 0.01  # 500 KiB .. 5 MiB bodies
     huge_body_share: float = 0.0  # >= 5 MiB bodies (slow to serve: opt in)
-    many_remediations_share: float = 0.05  # more than 10 remediations (has_more)
+    many_remediations_share: float = 0.01  # more than 10 remediations (has_more): rare in practice
     flat_remediations_share: float = 0.02  # the older payload shape: a flat array
     null_share: float = 0.08  # nullable fields (summary, agent_id, organization_id, ...) set to null
 

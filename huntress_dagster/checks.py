@@ -1,0 +1,79 @@
+"""Asset checks: the promises the lake makes (unique alerts, no gaps, fresh data)."""
+
+
+from datetime import date, datetime, timedelta, timezone
+
+import dagster as dg
+
+from .lake import Lake
+from .resources import HuntressLakeResource
+
+INCIDENTS_STALE_AFTER = timedelta(minutes=30)
+AGENTS_STALE_AFTER = timedelta(hours=26)
+
+
+def duplicate_alert_keys(lake: Lake) -> int:
+    """Keys of the reference's dedup tuple that occur more than once in alerts."""
+    path = lake.root / "alerts" / "data.parquet"
+    if not path.exists():
+        return 0
+    with lake.connect() as con:
+        return con.execute(
+            "SELECT count(*) FROM (SELECT tenantid, huntress_id, organization_id, account_id FROM read_parquet(?) "
+            "GROUP BY ALL HAVING count(*) > 1)", [str(path)]).fetchone()[0]
+
+
+def missing_incident_days(lake: Lake, today: date | None = None) -> tuple[list[date], list[str]]:
+    """Committed days, and the days between the first committed day and today that have no partition."""
+    committed = lake.committed_incident_days()
+    if not committed:
+        return [], []
+    last = max(committed[-1], today or datetime.now(timezone.utc).date())
+    have = set(committed)
+    missing = [(committed[0] + timedelta(days=n)).isoformat() for n in range((last - committed[0]).days + 1)
+               if committed[0] + timedelta(days=n) not in have]
+    return committed, missing
+
+
+def build_checks() -> list[dg.AssetChecksDefinition]:
+    @dg.asset_check(asset="alerts", blocking=True,
+                    description="Exactly one alert per (tenantid, huntress_id, huntress.organization_id, "
+                                "huntress.account_id).")
+    def alerts_key_unique(lake: HuntressLakeResource) -> dg.AssetCheckResult:
+        duplicates = duplicate_alert_keys(lake.get_lake())
+        return dg.AssetCheckResult(passed=duplicates == 0, metadata={"duplicate_keys": duplicates})
+
+    @dg.asset_check(asset="raw_incidents",
+                    description="Every day from the first collected day to today has a committed partition.")
+    def raw_incidents_no_missing_partition(lake: HuntressLakeResource) -> dg.AssetCheckResult:
+        committed, missing = missing_incident_days(lake.get_lake())
+        return dg.AssetCheckResult(
+            passed=not missing, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"committed_days": len(committed), "missing_days": len(missing),
+                      "first_missing": missing[:10], "first_day": committed[0].isoformat() if committed else None})
+
+    @dg.asset_check(asset="raw_incidents",
+                    description=f"Incident collection is complete as of less than {INCIDENTS_STALE_AFTER} ago.")
+    def raw_incidents_fresh(lake: HuntressLakeResource) -> dg.AssetCheckResult:
+        store = lake.get_lake()
+        days = store.committed_incident_days()
+        newest = max(filter(None, (store.incident_day_complete_as_of(d) for d in days[-2:])), default=None)
+        age = datetime.now(timezone.utc) - newest if newest else None
+        return dg.AssetCheckResult(
+            passed=age is not None and age <= INCIDENTS_STALE_AFTER, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"complete_as_of": newest.isoformat() if newest else None,
+                      "age_minutes": round(age.total_seconds() / 60, 1) if age else None})
+
+    @dg.asset_check(asset="raw_agents",
+                    description=f"The newest agent snapshot is less than {AGENTS_STALE_AFTER} old.")
+    def raw_agents_fresh(lake: HuntressLakeResource) -> dg.AssetCheckResult:
+        files = lake.get_lake().agent_snapshot_files()
+        newest = datetime.strptime(files[-1].stem.removeprefix("snapshot-"), "%Y%m%dT%H%M%S%fZ").replace(
+            tzinfo=timezone.utc) if files else None
+        age = datetime.now(timezone.utc) - newest if newest else None
+        return dg.AssetCheckResult(
+            passed=age is not None and age <= AGENTS_STALE_AFTER, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"newest_snapshot": newest.isoformat() if newest else None,
+                      "age_hours": round(age.total_seconds() / 3600, 2) if age else None})
+
+    return [alerts_key_unique, raw_incidents_no_missing_partition, raw_incidents_fresh, raw_agents_fresh]

@@ -1,0 +1,349 @@
+"""The lake: Parquet files per table and partition, and a DuckDB catalog of views over them.
+
+Plain Python (no Dagster). Layout under the lake root:
+
+    raw_incidents/day=YYYY-MM-DD/data.parquet     API objects verbatim, every version, by updated_at day
+    raw_agents/day=YYYY-MM-DD/snapshot-<ts>.parquet   inventory snapshots (history kept)
+    parsed_syslog/msg_class=<class>/day=YYYY-MM-DD/data.parquet
+    alerts/data.parquet, assets/data.parquet, ocsf/<class>/data.parquet
+    huntress.duckdb                                 views over all of the above
+
+Why this shape: DuckDB lets one process write a database file and locks out every other process,
+even readers. Runs therefore never write table data into huntress.duckdb: each partition is a Parquet
+file written to a temporary name and renamed into place (atomic on POSIX), under a file lock per
+partition, with short-lived in-memory DuckDB connections doing the heavy lifting. The catalog file only
+holds views, refreshed best-effort, so a user with the catalog open (read-only or not) never breaks a run.
+
+Hermetic incremental collection: each raw_incidents partition records, in its Parquet footer, the
+instant as of which it is complete (`complete_as_of`: the start of the walk that last wrote it). The
+next walk starts from that instant minus an overlap, so a crash can only cause re-reading, never a gap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+from filelock import FileLock
+
+log = logging.getLogger(__name__)
+
+CATALOG_FILE = "huntress.duckdb"
+COMPLETE_AS_OF = b"complete_as_of"
+SOURCE_FINGERPRINT = b"source_fingerprint"
+UTC_US = pa.timestamp("us", tz="UTC")
+
+RAW_INCIDENTS_SCHEMA = pa.schema([
+    ("tenantid", pa.string()),
+    ("account_id", pa.int64()),
+    ("organization_id", pa.int64()),
+    ("id", pa.int64()),
+    ("updated_at", UTC_US),
+    ("collected_at", UTC_US),
+    ("raw_json", pa.large_string()),
+    # The complete remediations list when the object embeds only the first 10 (has_more).
+    ("remediations_json", pa.large_string()),
+])
+RAW_AGENTS_SCHEMA = pa.schema([f for f in RAW_INCIDENTS_SCHEMA if f.name != "remediations_json"])
+
+# Table name -> glob of its files, relative to the lake root (the catalog's views).
+TABLE_GLOBS = {
+    "raw_incidents": "raw_incidents/day=*/data.parquet",
+    "raw_agents": "raw_agents/day=*/snapshot-*.parquet",
+    "parsed_syslog": "parsed_syslog/msg_class=*/day=*/data.parquet",
+    "alerts": "alerts/data.parquet",
+    "assets": "assets/data.parquet",
+    "ocsf_detection_finding": "ocsf/detection_finding/data.parquet",
+    "ocsf_device_inventory_info": "ocsf/device_inventory_info/data.parquet",
+}
+HIVE_TABLES = {"raw_incidents", "raw_agents", "parsed_syslog"}
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+
+
+def day_end(day: date) -> datetime:
+    return day_start(day) + timedelta(days=1)
+
+
+def as_date(day: date | str) -> date:
+    return day if isinstance(day, date) else date.fromisoformat(day)
+
+
+def sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass
+class CommitStats:
+    """What a commit of raw incident versions changed (for run metadata)."""
+
+    days: int = 0
+    rows_written: int = 0  # rows in the committed partitions after the commit
+    new: int = 0  # versions of ids the lake had never seen
+    updated: int = 0  # new versions of ids already in the lake
+    unchanged: int = 0  # (id, updated_at) versions already stored
+
+
+class Lake:
+    """One lake directory."""
+
+    def __init__(self, root: str | os.PathLike, *, duckdb_memory_limit: str = "1GB", duckdb_threads: int = 2):
+        self.root = Path(root).expanduser().resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.duckdb_memory_limit = duckdb_memory_limit
+        self.duckdb_threads = duckdb_threads
+
+    def __repr__(self) -> str:
+        return f"Lake({str(self.root)!r})"
+
+    # --- plumbing --------------------------------------------------------------------------------
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / CATALOG_FILE
+
+    def lock(self, name: str, timeout: float = 600) -> FileLock:
+        """A cross-process lock per table or partition, so read-merge-write never interleaves."""
+        path = self.root / "_locks" / f"{name.replace('/', '__')}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(path), timeout=timeout)
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A private in-memory DuckDB for computing over Parquet (no file lock involved)."""
+        con = duckdb.connect(config={"memory_limit": self.duckdb_memory_limit, "threads": self.duckdb_threads})
+        con.execute(f"SET temp_directory = {sql_literal(str(self.root / '_tmp' / 'duckdb'))}")
+        con.execute("SET TimeZone = 'UTC'")  # timestamps come back as UTC whatever the machine's zone
+        return con
+
+    def files(self, table: str) -> list[Path]:
+        return sorted(self.root.glob(TABLE_GLOBS[table]))
+
+    def _tmp_path(self, final: Path) -> Path:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return final.with_name(f".tmp-{uuid.uuid4().hex}-{final.name}")
+
+    @contextlib.contextmanager
+    def atomic_path(self, final: Path) -> Iterator[Path]:
+        """Yield a temporary path next to `final`; rename it into place only if the block succeeds."""
+        tmp = self._tmp_path(final)
+        try:
+            yield tmp
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+    def write_table(self, final: Path, table: pa.Table, metadata: dict[bytes, bytes] | None = None) -> None:
+        if metadata:
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+        with self.atomic_path(final) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
+
+    @staticmethod
+    def file_metadata(path: Path) -> dict[bytes, bytes]:
+        return pq.read_metadata(path).metadata or {}
+
+    # --- raw incidents ---------------------------------------------------------------------------
+
+    def incident_day_path(self, day: date | str) -> Path:
+        return self.root / "raw_incidents" / f"day={as_date(day).isoformat()}" / "data.parquet"
+
+    def incident_day_complete_as_of(self, day: date | str) -> datetime | None:
+        path = self.incident_day_path(day)
+        if not path.exists():
+            return None
+        value = self.file_metadata(path).get(COMPLETE_AS_OF)
+        return datetime.fromisoformat(value.decode()) if value else None
+
+    def incident_lower_bound(self, days: Iterable[date], overlap: timedelta) -> datetime | None:
+        """How far back a walk must go to bring every day in `days` up to date; None if no day needs it.
+
+        A day never committed needs all of it. A committed day is complete as of its marker, and any
+        later change moves a record's updated_at past the marker, so it needs only [marker - overlap,
+        day end) (the overlap absorbs clock skew between Huntress and us) — nothing once that is empty.
+        """
+        bounds = []
+        for day in days:
+            complete_as_of = self.incident_day_complete_as_of(day)
+            if complete_as_of is None:
+                bounds.append(day_start(day))
+            elif complete_as_of - overlap < day_end(day):
+                bounds.append(max(complete_as_of - overlap, day_start(day)))
+        return min(bounds, default=None)
+
+    def stored_remediations(self, days: Iterable[date]) -> dict[tuple[int, datetime], str]:
+        """Completed remediations lists of stored versions, by (id, updated_at): a walk that meets such a
+        version again (the overlap, a re-run) reuses it instead of spending requests on it."""
+        files = [p for p in (self.incident_day_path(d) for d in days) if p.exists()]
+        if not files:
+            return {}
+        with self.connect() as con:
+            rows = con.execute(
+                f"SELECT id, updated_at, remediations_json FROM read_parquet([{', '.join(sql_literal(str(p)) for p in files)}]) "
+                "WHERE remediations_json IS NOT NULL").fetchall()
+        return {(row[0], row[1]): row[2] for row in rows}
+
+    def stage_incident_rows(self, rows: Iterable[dict[str, Any]], batch_rows: int = 2_000) -> dict[date, list[Path]]:
+        """Spill walked rows into staging Parquet files per day (bounded memory for any walk size)."""
+        staged: dict[date, list[Path]] = {}
+        buffers: dict[date, list[dict[str, Any]]] = {}
+        stage_dir = self.root / "_staging" / uuid.uuid4().hex
+
+        def flush(day: date) -> None:
+            path = stage_dir / f"{day.isoformat()}-{len(staged.get(day, []))}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.Table.from_pylist(buffers.pop(day), schema=RAW_INCIDENTS_SCHEMA), path)
+            staged.setdefault(day, []).append(path)
+
+        for row in rows:
+            day = row["updated_at"].date()
+            buffers.setdefault(day, []).append(row)
+            if len(buffers[day]) >= batch_rows:
+                flush(day)
+        for day in list(buffers):
+            flush(day)
+        return staged
+
+    def commit_incident_days(self, days: Iterable[date], staged: dict[date, list[Path]],
+                             complete_as_of: datetime) -> CommitStats:
+        """Merge staged versions into each day's partition, atomically, one day at a time.
+
+        Every day in `days` gets a partition file (possibly empty), so "walked and found nothing" is
+        distinguishable from "never collected". Versions are keyed by (id, updated_at); a re-fetched
+        version replaces the stored one, so re-running a partition is idempotent.
+        """
+        stats = CommitStats()
+        staged_files = [p for paths in staged.values() for p in paths]
+        if staged_files:
+            self._count_versions(staged_files, stats)
+        for day in sorted(set(days) | set(staged)):
+            with self.lock(f"raw_incidents/{day.isoformat()}"):
+                final = self.incident_day_path(day)
+                previous = self.incident_day_complete_as_of(day)
+                if previous and previous >= day_end(day) and not staged.get(day):
+                    continue  # complete through its end and nothing new: rewriting would change nothing
+                marker = max(filter(None, [previous, complete_as_of]))
+                metadata = {COMPLETE_AS_OF: marker.isoformat().encode()}
+                sources = ([final] if final.exists() else []) + staged.get(day, [])
+                if not sources:
+                    self.write_table(final, RAW_INCIDENTS_SCHEMA.empty_table(), metadata)
+                else:
+                    self._merge_versions(sources, final, marker)
+                stats.days += 1
+                stats.rows_written += pq.read_metadata(final).num_rows
+        for path in staged_files:
+            path.unlink(missing_ok=True)
+        for stage_dir in {p.parent for p in staged_files}:
+            with contextlib.suppress(OSError):
+                stage_dir.rmdir()
+        return stats
+
+    def _merge_versions(self, sources: list[Path], final: Path, marker: datetime) -> None:
+        files = ", ".join(sql_literal(str(p)) for p in sources)
+        columns = ", ".join(RAW_INCIDENTS_SCHEMA.names)
+        with self.connect() as con, self.atomic_path(final) as tmp:
+            # Later sources (fresh fetches) win over the stored version of the same (id, updated_at).
+            con.execute(f"""
+                COPY (
+                    SELECT {columns} FROM read_parquet([{files}], filename = true)
+                    QUALIFY row_number() OVER (PARTITION BY id, updated_at ORDER BY filename = {sql_literal(str(final))}) = 1
+                    ORDER BY updated_at DESC, id
+                ) TO {sql_literal(str(tmp))}
+                (FORMAT parquet, COMPRESSION zstd, KV_METADATA {{complete_as_of: {sql_literal(marker.isoformat())}}})
+            """)
+
+    def _count_versions(self, staged_files: list[Path], stats: CommitStats) -> None:
+        stored = self.files("raw_incidents")
+        staged_sql = ", ".join(sql_literal(str(p)) for p in staged_files)
+        with self.connect() as con:
+            con.execute(f"CREATE TEMP TABLE walked AS SELECT DISTINCT id, updated_at FROM read_parquet([{staged_sql}])")
+            if not stored:
+                stats.new = con.execute("SELECT count(DISTINCT id) FROM walked").fetchone()[0]
+                stats.updated = con.execute("SELECT count(*) FROM walked").fetchone()[0] - stats.new
+                return
+            stored_sql = ", ".join(sql_literal(str(p)) for p in stored)
+            con.execute(f"CREATE TEMP TABLE stored AS SELECT DISTINCT id, updated_at FROM read_parquet([{stored_sql}])")
+            stats.unchanged, stats.updated, stats.new = con.execute("""
+                SELECT count(*) FILTER (WHERE s.id IS NOT NULL),
+                       count(*) FILTER (WHERE s.id IS NULL AND known.id IS NOT NULL),
+                       count(*) FILTER (WHERE s.id IS NULL AND known.id IS NULL)
+                FROM walked w
+                LEFT JOIN stored s USING (id, updated_at)
+                LEFT JOIN (SELECT DISTINCT id FROM stored) known ON known.id = w.id
+            """).fetchone()
+
+    def committed_incident_days(self) -> list[date]:
+        return sorted(date.fromisoformat(p.parent.name.removeprefix("day=")) for p in self.files("raw_incidents"))
+
+    # --- raw agents -------------------------------------------------------------------------------
+
+    def write_agent_snapshot(self, rows: Iterable[dict[str, Any]], collected_at: datetime,
+                             batch_rows: int = 5_000) -> tuple[Path, int]:
+        """Write one inventory snapshot as its own file (snapshots are history: never overwritten)."""
+        stamp = collected_at.strftime("%Y%m%dT%H%M%S%fZ")
+        final = self.root / "raw_agents" / f"day={collected_at.date().isoformat()}" / f"snapshot-{stamp}.parquet"
+        count = 0
+        with self.atomic_path(final) as tmp, pq.ParquetWriter(tmp, RAW_AGENTS_SCHEMA, compression="zstd") as writer:
+            batch: list[dict[str, Any]] = []
+            for row in rows:
+                batch.append(row)
+                if len(batch) >= batch_rows:
+                    writer.write_table(pa.Table.from_pylist(batch, schema=RAW_AGENTS_SCHEMA))
+                    count += len(batch)
+                    batch = []
+            writer.write_table(pa.Table.from_pylist(batch, schema=RAW_AGENTS_SCHEMA))
+            count += len(batch)
+        return final, count
+
+    def agent_snapshot_files(self, day: date | str | None = None) -> list[Path]:
+        if day is None:
+            return self.files("raw_agents")
+        return sorted((self.root / "raw_agents" / f"day={as_date(day).isoformat()}").glob("snapshot-*.parquet"))
+
+    # --- catalog ----------------------------------------------------------------------------------
+
+    def view_sql(self, table: str) -> str | None:
+        """`SELECT` over a table's files, or None while it has none (a view over no files fails)."""
+        if not self.files(table):
+            return None
+        pattern = sql_literal(str(self.root / TABLE_GLOBS[table]))
+        options = ", hive_partitioning = true, union_by_name = true" if table in HIVE_TABLES else ""
+        return f"SELECT * FROM read_parquet({pattern}{options})"
+
+    def register_views(self, con: duckdb.DuckDBPyConnection) -> list[str]:
+        """Create (temporary) views for every table with data on a connection; returns their names."""
+        names = []
+        for table in TABLE_GLOBS:
+            sql = self.view_sql(table)
+            if sql:
+                con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS {sql}")
+                names.append(table)
+        return names
+
+    def refresh_catalog(self, timeout: float = 5.0) -> bool:
+        """Point huntress.duckdb's views at the current files. Best effort: if someone holds the file,
+        the existing views (globs) already cover new files, so the run goes on."""
+        statements = [f"CREATE OR REPLACE VIEW {t} AS {sql}" for t in TABLE_GLOBS if (sql := self.view_sql(t))]
+        if not statements:
+            return False
+        try:
+            with self.lock("catalog", timeout=timeout), duckdb.connect(str(self.catalog_path)) as con:
+                for statement in statements:
+                    con.execute(statement)
+            return True
+        except Exception as exc:  # a lock held by a user's session must not fail the run
+            log.warning("Catalog %s not refreshed (%s); Parquet files are committed and the existing views "
+                        "cover them", self.catalog_path, str(exc).splitlines()[0])
+            return False

@@ -1,0 +1,62 @@
+"""Dagster resources: one Huntress connection and one lake. Thin wrappers over the plain modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from .client import DEFAULT_BASE_URL, HuntressClient
+from .lake import Lake
+from .ratelimit import RateLimiter, bucket_name_for
+from .settings import default_rate_limit_state
+
+
+class HuntressResource(dg.ConfigurableResource):
+    """A connection to one Huntress account (the API key and secret come from environment variables)."""
+
+    host_url: str = Field(default=DEFAULT_BASE_URL, description="Huntress API base URL (https required)")
+    api_key: str = Field(description="API key; set with EnvVar('HUNTRESS_API_KEY')")
+    api_secret: str = Field(description="API secret; set with EnvVar('HUNTRESS_API_SECRET'), never shown")
+    organization_ids: list[int] = Field(default=[], description="Organizations to collect; empty = all")
+    tenant: str = Field(default="default", description="tenantid written to every row (alert dedup key)")
+    rate_limit_requests: int = Field(default=60, description="Requests per window this integration may use")
+    rate_limit_window_seconds: float = Field(default=60.0, description="Sliding window length in seconds")
+    rate_limit_state_path: str = Field(
+        default_factory=default_rate_limit_state,
+        description="SQLite file of the request log shared by every process using this account")
+    demo_mode: bool = Field(default=False, description="True when talking to the bundled simulator")
+    # Retry tuning; tests shorten these against a fast simulator.
+    backoff_base_seconds: float = 1.0
+    backoff_max_seconds: float = 60.0
+    max_attempts: int = 8
+
+    def get_client(self) -> HuntressClient:
+        limiter = RateLimiter(self.rate_limit_requests, self.rate_limit_window_seconds,
+                              state_path=self.rate_limit_state_path,
+                              bucket=bucket_name_for(self.api_key, self.host_url))
+        return HuntressClient(self.api_key, self.api_secret, self.host_url, rate_limiter=limiter,
+                              backoff_base=self.backoff_base_seconds, backoff_max=self.backoff_max_seconds,
+                              max_attempts=self.max_attempts)
+
+    def describe(self) -> dict[str, Any]:
+        """Safe-to-show facts about the connection (never the secret)."""
+        return {"host_url": self.host_url, "tenant": self.tenant, "demo_mode": self.demo_mode,
+                "organization_ids": self.organization_ids or "all",
+                "rate_budget": f"{self.rate_limit_requests}/{self.rate_limit_window_seconds:g}s"}
+
+
+class HuntressLakeResource(dg.ConfigurableResource):
+    """The local lake directory: Parquet per table and partition, plus huntress.duckdb views."""
+
+    lake_dir: str = Field(description="Lake directory (HUNTRESS_LAKE_DIR)")
+    keep_body_max_bytes: int = Field(default=512_000, description="Bodies below this are kept (500 KiB)")
+    full_parse_max_bytes: int = Field(default=5_242_880, description="Bodies from this size are only "
+                                      "partially parsed (5 MiB)")
+    overlap_seconds: int = Field(default=300, description="Incremental walks re-read this much before the "
+                                 "committed watermark (absorbs clock skew)")
+    duckdb_memory_limit: str = "1GB"
+
+    def get_lake(self) -> Lake:
+        return Lake(self.lake_dir, duckdb_memory_limit=self.duckdb_memory_limit)

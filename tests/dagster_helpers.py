@@ -1,0 +1,109 @@
+"""Helpers for tests that run the pipeline: real Dagster runs on a real simulator and a real lake."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from huntress_dagster.automation import AGENTS_JOB, INCIDENTS_JOB, range_tags
+from huntress_dagster.definitions import build_definitions
+from huntress_dagster.lake import Lake
+from huntress_dagster.resources import HuntressLakeResource, HuntressResource
+from huntress_dagster.settings import Settings
+from huntress_dagster.simulator import DEMO_API_KEY, DEMO_API_SECRET, SimulatorServer
+
+HISTORY_DAYS = 12  # the test worlds span 10 days; partitions start a little earlier
+
+
+def today() -> date:
+    return datetime.now(timezone.utc).date()
+
+
+def start_day() -> date:
+    return today() - timedelta(days=HISTORY_DAYS)
+
+
+@dataclasses.dataclass
+class Pipeline:
+    """Definitions wired to one simulator and one lake, plus shortcuts to run them."""
+
+    server: SimulatorServer
+    lake_dir: Path
+    state_path: Path
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+
+    @property
+    def lake(self) -> Lake:
+        return Lake(self.lake_dir)
+
+    def run_incidents(self, first: date | None = None, last: date | None = None,
+                      full_refresh: bool = False) -> dg.ExecuteInProcessResult:
+        tags = range_tags(first or start_day(), last or today())
+        config = {"ops": {"raw_incidents": {"config": {"full_refresh": full_refresh}}}}
+        return self.defs.resolve_job_def(INCIDENTS_JOB).execute_in_process(tags=tags, instance=self.instance,
+                                                                           run_config=config)
+
+    def run_agents(self) -> dg.ExecuteInProcessResult:
+        return self.defs.resolve_job_def(AGENTS_JOB).execute_in_process(partition_key=today().isoformat(),
+                                                                        instance=self.instance)
+
+    def query(self, sql: str) -> list[tuple]:
+        with self.lake.connect() as con:
+            self.lake.register_views(con)
+            return con.execute(sql).fetchall()
+
+
+def make_pipeline(server: SimulatorServer, tmp_path: Path, **huntress_overrides) -> Pipeline:
+    lake_dir = tmp_path / "lake"
+    state_path = tmp_path / "ratelimit.sqlite"
+    settings = dataclasses.replace(Settings.from_env({}), lake_dir=str(lake_dir), start_date=start_day().isoformat(),
+                                   rate_limit_state=str(state_path))
+    config = dict(host_url=server.url, api_key=DEMO_API_KEY, api_secret=DEMO_API_SECRET,
+                  rate_limit_requests=10_000, rate_limit_window_seconds=1.0,
+                  rate_limit_state_path=str(state_path), backoff_base_seconds=0.05, backoff_max_seconds=0.5)
+    config.update(huntress_overrides)
+    defs = build_definitions(settings, huntress=HuntressResource(**config),
+                             lake=HuntressLakeResource(lake_dir=str(lake_dir)))
+    return Pipeline(server, lake_dir, state_path, defs, dg.DagsterInstance.ephemeral())
+
+
+def cli_env(server: SimulatorServer | None, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """Environment for `dagster` CLI subprocesses pointed at the test simulator and lake."""
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUNTRESS_")}
+    env.update(DAGSTER_HOME=str(home), HUNTRESS_LAKE_DIR=str(tmp_path / "lake"),
+               HUNTRESS_START_DATE=start_day().isoformat(),
+               HUNTRESS_RATE_LIMIT_STATE=str(tmp_path / "ratelimit.sqlite"), HUNTRESS_RATE_LIMIT="10000",
+               HUNTRESS_RATE_WINDOW_SECONDS="1")
+    if server is not None:
+        env.update(HUNTRESS_API_KEY=DEMO_API_KEY, HUNTRESS_API_SECRET=DEMO_API_SECRET, HUNTRESS_HOST_URL=server.url)
+    env.update(extra)
+    return env
+
+
+def dagster_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    dagster = Path(sys.executable).with_name("dagster")
+    return subprocess.run([str(dagster), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def table_snapshot(lake_dir: Path, table: str, exclude: tuple[str, ...] = ()) -> list[tuple]:
+    """A table's rows, sorted, without the columns that legitimately differ between runs."""
+    lake = Lake(lake_dir)
+    with lake.connect() as con:
+        lake.register_views(con)
+        columns = [d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description if d[0] not in exclude]
+        return con.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY ALL").fetchall()
+
+
+def open_catalog_read_only(lake_dir: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(lake_dir / "huntress.duckdb"), read_only=True)

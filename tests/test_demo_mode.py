@@ -1,0 +1,124 @@
+"""Demo mode through the real thing: `dagster dev` as the README starts it, driven over GraphQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+
+from huntress_dagster.demo import read_state, stop_demo_simulator
+
+from .dagster_helpers import cli_env, start_day, table_snapshot, today
+
+REPO = Path(__file__).resolve().parents[1]
+
+LOCATION_STATUS = """
+query {
+  workspaceOrError {
+    ... on Workspace {
+      locationEntries {
+        name
+        loadStatus
+        locationOrLoadError {
+          __typename
+          ... on PythonError { message }
+          ... on RepositoryLocation { repositories { name assetNodes { assetKey { path } description } } }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def dagster_dev(tmp_path):
+    # No HUNTRESS_API_KEY: demo mode. The simulator's clock is stopped so the truth is stable to compare.
+    env = cli_env(None, tmp_path, HUNTRESS_DEMO_TICK_SECONDS="0")
+    port = free_port()
+    dagster = Path(sys.executable).with_name("dagster")
+    log = open(tmp_path / "dagster_dev.log", "w")
+    proc = subprocess.Popen([str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=REPO, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        else:
+            pytest.fail("dagster dev did not start: " + (tmp_path / "dagster_dev.log").read_text()[-3000:])
+        yield port, tmp_path, env
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+        stop_demo_simulator(Path(env["DAGSTER_HOME"]) / ".huntress_demo")
+
+
+def graphql(port: int, query: str) -> dict:
+    response = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=60)
+    response.raise_for_status()
+    return response.json()["data"]
+
+
+@pytest.mark.slow
+def test_dagster_dev_in_demo_mode_shows_five_assets_and_materializes_everything(dagster_dev):
+    port, tmp_path, env = dagster_dev
+    deadline = time.time() + 120
+    while True:
+        entries = graphql(port, LOCATION_STATUS)["workspaceOrError"]["locationEntries"]
+        if all(e["loadStatus"] == "LOADED" for e in entries) or time.time() > deadline:
+            break
+        time.sleep(1)
+    location = entries[0]["locationOrLoadError"]
+    assert location["__typename"] == "RepositoryLocation", location
+    nodes = {"/".join(n["assetKey"]["path"]): n for n in location["repositories"][0]["assetNodes"]}
+    assert set(nodes) == {"raw_agents", "raw_incidents", "parsed_syslog", "alerts", "assets"}
+    assert all("DEMO MODE" in n["description"] for n in nodes.values())  # said loudly in the UI
+
+    state = read_state(Path(env["DAGSTER_HOME"]) / ".huntress_demo")
+    assert state and state["url"].startswith("http://127.0.0.1:")  # one shared simulator was started
+
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    run_id = client.submit_job_execution(
+        "__ASSET_JOB", asset_selection=[[k] for k in nodes],
+        tags={"dagster/asset_partition_range_start": str(start_day()),
+              "dagster/asset_partition_range_end": str(today())})
+    deadline = time.time() + 300
+    status = None
+    while time.time() < deadline:
+        try:
+            status = client.get_run_status(run_id).value
+        except DagsterGraphQLClientError:
+            status = None
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            break
+        time.sleep(2)
+    assert status == "SUCCESS", (tmp_path / "dagster_dev.log").read_text()[-4000:]
+
+    alerts = table_snapshot(tmp_path / "lake", "alerts")
+    assert alerts
+    # The run worker used the same simulator the webserver started: one world, found again.
+    assert read_state(Path(env["DAGSTER_HOME"]) / ".huntress_demo")["url"] == state["url"]
+    truth = httpx.get(state["url"].replace("/v1", "/_sim/truth/incidents")).json()["incident_reports"]
+    assert len(alerts) == len(truth)
