@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from .errors import (
     HuntressConfigError,
@@ -96,6 +96,7 @@ class HuntressClient:
         rate_limiter: RateLimiter | None = None,
         timeout: float = 30.0,
         max_attempts: int = 8,
+        max_throttle_seconds: float = 900.0,
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
         transport: httpx.BaseTransport | None = None,
@@ -105,6 +106,7 @@ class HuntressClient:
         self.base_url = validate_base_url(base_url)
         self.rate_limiter = rate_limiter or RateLimiter()
         self.max_attempts = max_attempts
+        self.max_throttle_seconds = max_throttle_seconds
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.stats = ClientStats()
@@ -134,7 +136,7 @@ class HuntressClient:
         params = {k: v for k, v in (params or {}).items() if v is not None}
         retrying = Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, _RETRYABLE)),
-            stop=stop_after_attempt(self.max_attempts),
+            stop=self._should_stop,
             wait=self._backoff,
             before_sleep=self._log_retry,
             reraise=True,
@@ -165,6 +167,16 @@ class HuntressClient:
         if not isinstance(data, dict):
             raise HuntressResponseError("Huntress API returned JSON that is not an object", path=path)
         return data
+
+    def _should_stop(self, state: RetryCallState) -> bool:
+        """Give up after `max_attempts` failures, not counting 429s: being throttled is the budget working
+        (other tools share it), so a 429 storm is waited out for up to `max_throttle_seconds`."""
+        exc = state.outcome.exception() if state.outcome else None
+        throttled = getattr(state, "throttled", 0)
+        if isinstance(exc, HuntressRateLimitError):
+            state.throttled = throttled + 1  # type: ignore[attr-defined]
+            return state.seconds_since_start >= self.max_throttle_seconds
+        return state.attempt_number - throttled >= self.max_attempts
 
     def _backoff(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

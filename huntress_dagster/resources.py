@@ -31,6 +31,7 @@ class HuntressResource(dg.ConfigurableResource):
     backoff_base_seconds: float = 1.0
     backoff_max_seconds: float = 60.0
     max_attempts: int = 8
+    max_throttle_seconds: float = Field(default=900.0, description="How long a 429 storm is waited out")
 
     def get_client(self) -> HuntressClient:
         limiter = RateLimiter(self.rate_limit_requests, self.rate_limit_window_seconds,
@@ -38,7 +39,7 @@ class HuntressResource(dg.ConfigurableResource):
                               bucket=bucket_name_for(self.api_key, self.host_url))
         return HuntressClient(self.api_key, self.api_secret, self.host_url, rate_limiter=limiter,
                               backoff_base=self.backoff_base_seconds, backoff_max=self.backoff_max_seconds,
-                              max_attempts=self.max_attempts)
+                              max_attempts=self.max_attempts, max_throttle_seconds=self.max_throttle_seconds)
 
     def describe(self) -> dict[str, Any]:
         """Safe-to-show facts about the connection (never the secret)."""

@@ -91,11 +91,15 @@ def test_typed_errors_carry_guidance_and_are_not_retried(simulator, kwargs, call
 
 def test_survives_429_storm_5xx_bursts_drops_and_malformed_json_with_no_loss(simulator, caplog):
     truth = {r["id"] for r in admin(simulator, "truth/incidents")["incident_reports"]}
-    admin(simulator, "faults", {"rate_limit_storm": 6, "server_errors": 5, "drop": 2, "malformed": 2, "slow": 1,
-                                "slow_seconds": 0.2})
     caplog.set_level(logging.WARNING)
+    ids = []
     with make_client(simulator) as client:
-        ids = [r["id"] for r in client.incident_reports(limit=100, sort_field="updated_at")]
+        # A 429 storm and a 5xx burst before the first page, dropped connections and truncated JSON mid-walk.
+        admin(simulator, "faults", {"rate_limit_storm": 6, "server_errors": 5, "slow": 1, "slow_seconds": 0.2})
+        for number, page in enumerate(client.incident_report_pages(limit=100, sort_field="updated_at")):
+            ids += [r["id"] for r in page.items]
+            if number == 0:
+                admin(simulator, "faults", {"drop": 2, "malformed": 2})
     assert len(ids) == len(set(ids)) == len(truth)
     assert set(ids) == truth
     assert client.stats.throttled_responses == 6
@@ -120,9 +124,11 @@ def test_gives_up_with_typed_error_after_max_attempts(simulator):
             client.account()
         assert client.stats.requests == 3
     assert "retried" in str(raised.value)
-    admin(simulator, "faults", {"server_errors": 0, "rate_limit_storm": 50})
-    with make_client(simulator, max_attempts=2) as client, pytest.raises(HuntressRateLimitError):
-        client.account()
+    admin(simulator, "faults", {"server_errors": 0, "rate_limit_storm": 500})
+    with make_client(simulator, max_attempts=2, max_throttle_seconds=1.0) as client:
+        with pytest.raises(HuntressRateLimitError):
+            client.account()
+        assert client.stats.throttled_responses > 2  # 429s are waited out longer than other failures
 
 
 def test_real_rate_limit_without_retry_after_is_survived(make_simulator):
