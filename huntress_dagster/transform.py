@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import parsing
+from .parsing import ocsf
 from .lake import SOURCE_FINGERPRINT, Lake, as_date, sql_literal
 
 INCIDENT_CLASS = "huntress_incident_report"
@@ -159,6 +160,7 @@ def build_asset_inventory(lake: Lake, ctx: parsing.ParseContext, now: datetime |
         """).to_arrow_table()
     with lake.lock("assets"):
         lake.write_table(lake.root / "assets" / "data.parquet", table)
+    write_ocsf(lake, "device_inventory_info")
     return table.num_rows
 
 
@@ -216,7 +218,39 @@ def build_alerts(lake: Lake) -> int:
         table = con.sql(ALERTS_SQL.format(assets=assets)).to_arrow_table()
     with lake.lock("alerts"):
         lake.write_table(lake.root / "alerts" / "data.parquet", table)
+    write_ocsf(lake, "detection_finding")
     return table.num_rows
+
+
+OCSF_TABLES = {
+    "detection_finding": ("alerts", ocsf.DETECTION_FINDING_SCHEMA),
+    "device_inventory_info": ("assets", ocsf.DEVICE_INVENTORY_INFO_SCHEMA),
+}
+
+
+def _ocsf_event(kind: str, row: dict[str, Any]) -> dict[str, Any]:
+    if kind == "detection_finding":
+        # alerts names the parsed row's alert_uid / portal_url for what they are
+        return ocsf.detection_finding({**row, "alert_uid": row["alert_id"], "portal_url": row["incident_report_url"]})
+    return ocsf.device_inventory_info(row)
+
+
+def write_ocsf(lake: Lake, kind: str, batch_rows: int = 10_000) -> int:
+    """OCSF events (pinned version `ocsf.OCSF_VERSION`) from alerts or assets, streamed batch by batch."""
+    source_table, schema = OCSF_TABLES[kind]
+    source = lake.root / source_table / "data.parquet"
+    if not source.exists():
+        return 0
+    final = lake.root / "ocsf" / kind / "data.parquet"
+    count = 0
+    schema = schema.with_metadata({b"ocsf_version": ocsf.OCSF_VERSION.encode()})
+    with lake.lock(f"ocsf/{kind}"), lake.atomic_path(final) as tmp, \
+            pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_rows):
+            events = [_ocsf_event(kind, row) for row in batch.to_pylist()]
+            writer.write_table(ocsf.to_table(events, schema))
+            count += len(events)
+    return count
 
 
 def preview(lake: Lake, sql: str, limit: int = 5) -> list[dict[str, Any]]:

@@ -148,6 +148,12 @@ def test_checks_pass_and_catalog_answers_the_reference_queries(simulator, tmp_pa
         assert con.execute("select count(*) from alerts where huntress.organization_id is not distinct from "
                            "organization_id").fetchone()[0] == sum(by_severity.values())
         assert con.execute("select count(*) from assets").fetchone()[0] == len(simulator.world.agents)
+        # OCSF: one Detection Finding per alert, one Device Inventory Info per agent
+        assert con.execute("select count(*) from ocsf_detection_finding where class_uid = 2004 and "
+                           "type_uid = 200400 + activity_id and metadata.version = '1.5.0'").fetchone()[0] == \
+            sum(by_severity.values())
+        assert con.execute("select count(*) from ocsf_device_inventory_info where class_uid = 5001").fetchone()[0] \
+            == len(simulator.world.agents)
     finally:
         con.close()
 
