@@ -13,7 +13,7 @@ from pydantic import Field
 from . import parsing
 from .client import HuntressClient
 from .collect import WalkStats, snapshot_agents, walk_incident_reports
-from .lake import CommitStats, Lake
+from .lake import CommitStats, Lake, sql_literal
 from .resources import HuntressLakeResource, HuntressResource
 from .transform import (AGENT_CLASS, INCIDENT_CLASS, build_alerts, build_asset_inventory, build_parsed_syslog_day,
                         preview)
@@ -177,10 +177,17 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
             account_facts(huntress, store, client)
             api = client_metadata(client)
         store.refresh_catalog()
-        context.log.info(f"Agent snapshot of {count} agents written to {path.name} with {api['api_requests']} requests")
+        changes = store.compare_agent_snapshot(path)
+        context.log.info(f"Agent snapshot of {count} agents written to {path.name} with {api['api_requests']} "
+                         f"requests; versus the previous snapshot: {changes}")
+        newest = preview(store, f"""
+            SELECT id, json_extract_string(raw_json, '$.hostname') AS hostname,
+                   json_extract_string(raw_json, '$.platform') AS platform, organization_id, updated_at
+            FROM read_parquet({sql_literal(str(path))}) ORDER BY updated_at DESC""")
         return dg.MaterializeResult(metadata={
-            "agents": count, "snapshot": str(path.relative_to(store.root)), "pages": stats.pages,
+            "agents": count, **changes, "snapshot": str(path.relative_to(store.root)), "pages": stats.pages,
             "snapshots_kept": len(store.agent_snapshot_files()), "demo_mode": huntress.demo_mode, **api,
+            "preview": markdown_table(newest, ["id", "hostname", "platform", "organization_id", "updated_at"]),
         })
 
     @dg.asset(
@@ -209,9 +216,17 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
         store.refresh_catalog()
         context.log.info(f"parsed_syslog: {totals} over {len(context.partition_keys)} day(s), "
                          f"{skipped} unchanged part(s) skipped")
+        days = f"'{context.partition_keys[0]}' AND '{context.partition_keys[-1]}'"
+        rows = preview(store, f"""
+            SELECT msg_class, huntress.id AS id, huntress.severity AS severity, parse_level,
+                   len(processes) AS processes, len(sha256) AS sha256, len(domains) AS domains
+            FROM parsed_syslog WHERE day BETWEEN {days} AND msg_class = '{INCIDENT_CLASS}'
+            ORDER BY timestamp DESC""") if totals[INCIDENT_CLASS] else []
         return dg.MaterializeResult(metadata={
             "incident_rows": totals[INCIDENT_CLASS], "agent_rows": totals[AGENT_CLASS],
             "parse_levels": json.dumps(levels), "unchanged_parts_skipped": skipped,
+            "preview": markdown_table(rows, ["msg_class", "id", "severity", "parse_level", "processes", "sha256",
+                                             "domains"]),
         })
 
     @dg.asset(

@@ -307,6 +307,19 @@ class Lake:
             count += len(batch)
         return final, count
 
+    def compare_agent_snapshot(self, snapshot: Path) -> dict[str, int]:
+        """How a snapshot differs from the one before it: new, updated, unchanged and removed agents."""
+        earlier = [p for p in self.agent_snapshot_files() if p.name < snapshot.name]
+        if not earlier:
+            return {"new": pq.read_metadata(snapshot).num_rows, "updated": 0, "unchanged": 0, "removed": 0}
+        with self.connect() as con:
+            new, updated, unchanged, removed = con.execute("""
+                SELECT count(*) FILTER (WHERE o.id IS NULL), count(*) FILTER (WHERE n.updated_at <> o.updated_at),
+                       count(*) FILTER (WHERE n.updated_at = o.updated_at), count(*) FILTER (WHERE n.id IS NULL)
+                FROM read_parquet(?) n FULL JOIN read_parquet(?) o ON n.id = o.id
+            """, [str(snapshot), str(earlier[-1])]).fetchone()
+        return {"new": new, "updated": updated, "unchanged": unchanged, "removed": removed}
+
     def agent_snapshot_files(self, day: date | str | None = None) -> list[Path]:
         if day is None:
             return self.files("raw_agents")

@@ -59,7 +59,9 @@ class RateLimiter:
             )
         else:
             self._bucket = InMemoryBucket([rate])
-        self._limiter = Limiter(self._bucket, buffer_ms=10)
+        # A slot is stamped when granted, but the server counts the request when it arrives; a margin
+        # of 3% of the window (1.8 s of Huntress's 60 s) absorbs that latency jitter at little cost.
+        self._limiter = Limiter(self._bucket, buffer_ms=max(25, int(window_seconds * 30)))
 
     def acquire(self) -> float:
         """Take one request slot, sleeping as long as needed; returns the seconds waited."""

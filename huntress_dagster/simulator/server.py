@@ -164,6 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None,
               raw: bytes | None = None) -> None:
         body = raw if raw is not None else json.dumps(payload).encode()
+        self._logged(status)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -242,23 +243,26 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         if parts.path.startswith("/_sim/"):
             return self._admin_get(parts.path, query)
-        sim = self.sim
-        started = time.time()
         creds = self._credentials()
-        entry: dict[str, Any] = {"t": started, "path": parts.path, "query": parts.query,
-                                 "key": creds[0] if creds else None}
+        self._log_entry = {"t": time.time(), "path": parts.path, "query": parts.query,
+                           "key": creds[0] if creds else None}
         try:
-            status = self._serve_api(parts.path, query, creds)
+            self._serve_api(parts.path, query, creds)
         except Exception as exc:  # a simulator bug must look like a server error, not a hang
             self._error(500, f"simulator error: {type(exc).__name__}: {exc}")
-            status = 500
-        entry["duration"] = time.time() - started
-        entry["status"] = status
-        sim.log_request(entry)
+
+    def _logged(self, status: int) -> None:
+        """Log the API request as answered, BEFORE the client can see the answer: whoever reads the log
+        after a response must find that request in it."""
+        entry = getattr(self, "_log_entry", None)
+        if entry is not None:
+            self._log_entry = None
+            self.sim.log_request({**entry, "status": status, "duration": time.time() - entry["t"]})
 
     def _serve_api(self, path: str, query: dict[str, str], creds: tuple[str, str] | None) -> int:
         sim = self.sim
         if sim.take_fault("drop"):
+            self._logged(0)
             self.close_connection = True
             try:
                 self.connection.shutdown(socket.SHUT_RDWR)
