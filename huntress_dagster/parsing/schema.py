@@ -1,0 +1,154 @@
+"""The parsed_syslog table: one Arrow schema for incident report and agent rows (fields that do not apply
+to a row's kind are null). Struct columns make the reference's dotted names work verbatim in DuckDB SQL
+(`msg_origin.source`, `huntress.organization_id`), and `huntress.indicator_counts` is a MAP so that
+`huntress.indicator_counts['footholds']` is a plain BIGINT.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from .body import HEADER_FIELDS
+from .entities import ENTITY_COLUMNS
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+STRINGS = pa.list_(pa.string())
+
+REMEDIATION_TYPE = pa.struct(
+    [
+        ("id", pa.int64()),
+        ("type", pa.string()),
+        ("action", pa.string()),
+        ("status", pa.string()),
+        ("parameters", pa.string()),  # JSON text: its shape differs by remediation type
+        ("approved_at", TIMESTAMP),
+        ("approved_by", pa.struct([("id", pa.string()), ("email", pa.string()), ("name", pa.string())])),
+        ("completed_at", TIMESTAMP),
+    ]
+)
+
+HUNTRESS_TYPE = pa.struct(
+    [
+        # both kinds
+        ("id", pa.int64()),
+        ("account_id", pa.int64()),
+        ("organization_id", pa.int64()),
+        ("platform", pa.string()),
+        ("created_at", TIMESTAMP),
+        ("updated_at", TIMESTAMP),
+        # incident reports
+        ("agent_id", pa.int64()),
+        ("status", pa.string()),
+        ("severity", pa.string()),
+        ("subject", pa.string()),
+        ("summary", pa.string()),
+        ("indicator_types", STRINGS),
+        ("indicator_counts", pa.map_(pa.string(), pa.int64())),
+        ("remediations_total", pa.int64()),
+        ("remediations_has_more", pa.bool_()),
+        ("remediations", pa.list_(REMEDIATION_TYPE)),
+        ("sent_at", TIMESTAMP),
+        ("closed_at", TIMESTAMP),
+        ("status_updated_at", TIMESTAMP),
+        # agents
+        ("hostname", pa.string()),
+        ("domain_name", pa.string()),
+        ("os", pa.string()),
+        ("os_build_version", pa.string()),
+        ("arch", pa.string()),
+        ("version", pa.string()),
+        ("edr_version", pa.string()),
+        ("ipv4_address", pa.string()),
+        ("external_ip", pa.string()),
+        ("mac_addresses", STRINGS),
+        ("serial_number", pa.string()),
+        ("defender_status", pa.string()),
+        ("defender_substatus", pa.string()),
+        ("defender_policy_status", pa.string()),
+        ("firewall_status", pa.string()),
+        ("tamper_protection_configured", pa.bool_()),
+        ("tamper_protection_actual", pa.bool_()),
+        ("tags", STRINGS),
+        ("last_callback_at", TIMESTAMP),
+        ("last_survey_at", TIMESTAMP),
+    ]
+)
+
+INCIDENT_FIELDS = (
+    "id",
+    "account_id",
+    "organization_id",
+    "platform",
+    "created_at",
+    "updated_at",
+    "agent_id",
+    "status",
+    "severity",
+    "subject",
+    "summary",
+    "indicator_types",
+    "indicator_counts",
+    "remediations_total",
+    "remediations_has_more",
+    "remediations",
+    "sent_at",
+    "closed_at",
+    "status_updated_at",
+)
+AGENT_FIELDS = (
+    "id",
+    "account_id",
+    "organization_id",
+    "platform",
+    "created_at",
+    "updated_at",
+    "hostname",
+    "domain_name",
+    "os",
+    "os_build_version",
+    "arch",
+    "version",
+    "edr_version",
+    "ipv4_address",
+    "external_ip",
+    "mac_addresses",
+    "serial_number",
+    "defender_status",
+    "defender_substatus",
+    "defender_policy_status",
+    "firewall_status",
+    "tamper_protection_configured",
+    "tamper_protection_actual",
+    "tags",
+    "last_callback_at",
+    "last_survey_at",
+)
+
+PARSED_SYSLOG_SCHEMA = pa.schema(
+    [
+        pa.field("msg_class", pa.string(), nullable=False),
+        pa.field(
+            "msg_origin",
+            pa.struct([("source", pa.string()), ("vendor", pa.string()), ("category", pa.string())]),
+            nullable=False,
+        ),
+        pa.field("tenantid", pa.string()),
+        pa.field("tenant_name", pa.string()),
+        pa.field("domain", pa.string()),
+        pa.field("timestamp", TIMESTAMP),
+        pa.field("huntress", HUNTRESS_TYPE, nullable=False),
+        pa.field("report_header", pa.struct([(name, pa.string()) for name in HEADER_FIELDS])),
+    ]
+    + [pa.field(column, STRINGS) for column in ENTITY_COLUMNS]
+    + [
+        pa.field("parse_level", pa.string()),
+        pa.field("body_size", pa.int64()),
+        pa.field("body", pa.large_string()),  # up to KEEP_MAX per row: large offsets avoid 2 GiB chunks
+        pa.field("severity_score", pa.int32()),
+        pa.field("severity_id", pa.int32()),
+        pa.field("status_id", pa.int32()),
+        pa.field("alert_uid", pa.string()),
+        pa.field("portal_url", pa.string()),
+        pa.field("security_product", pa.string()),
+    ]
+)

@@ -1,0 +1,184 @@
+"""OCSF events validated against the official compiled OCSF schema of the pinned version, as shipped by the
+`ocsf-json-schema` package (offline), with `jsonschema` (Draft 2020-12; unknown attributes are errors)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ocsf_json_schema import OcsfJsonSchemaEmbedded, get_ocsf_schema
+
+from huntress_dagster.parsing import (
+    ParseContext,
+    asset_fields,
+    host_context,
+    normalize_agent,
+    normalize_incident,
+    ocsf,
+)
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+CONTEXT = ParseContext("tenant-1", "Tenant One", "api.huntress.io", "acme")
+_SCHEMAS = OcsfJsonSchemaEmbedded(get_ocsf_schema(version=ocsf.OCSF_VERSION))
+DETECTION_FINDING = jsonschema.Draft202012Validator(_SCHEMAS.get_class_schema("detection_finding", ["host"]))
+INVENTORY_INFO = jsonschema.Draft202012Validator(_SCHEMAS.get_class_schema("inventory_info", ["host"]))
+
+
+def golden_rows(prefix: str) -> list[dict]:
+    normalize = normalize_agent if prefix == "agent_" else normalize_incident
+    return [
+        normalize((case / "input.json").read_text(encoding="utf-8"), CONTEXT)
+        for case in sorted(GOLDEN.glob(f"{prefix}*"))
+    ]
+
+
+def alert_with_host(incident_row: dict, agent_row: dict | None) -> dict:
+    return {**incident_row, **(host_context(asset_fields(agent_row)) if agent_row else {})}
+
+
+@pytest.mark.parametrize("with_host", [True, False])
+def test_every_golden_incident_is_a_valid_detection_finding(with_host: bool) -> None:
+    agent_row = golden_rows("agent_")[0] if with_host else None
+    for row in golden_rows("incident_"):
+        event = ocsf.detection_finding(alert_with_host(row, agent_row))
+        DETECTION_FINDING.validate(event)
+        assert (event["class_uid"], event["category_uid"]) == (2004, 2)
+        assert event["type_uid"] == 200400 + event["activity_id"]
+        assert event["metadata"]["version"] == ocsf.OCSF_VERSION
+        assert event["finding_info"]["uid"] == row["alert_uid"]
+
+
+def test_detection_finding_content() -> None:
+    incident = next(row for row in golden_rows("incident_") if row["huntress"]["id"] == 1)
+    agent = golden_rows("agent_")[0]
+    event = ocsf.detection_finding(alert_with_host(incident, agent))
+    assert event["activity_id"] == 2  # updated after creation, still open
+    assert (event["severity_id"], event["severity"], event["status_id"], event["status"]) == (
+        4,
+        "High",
+        1,
+        "New",
+    )
+    assert event["time"] == 1646168400000  # updated_at, epoch milliseconds
+    assert event["finding_info"]["src_url"] == "https://acme.huntress.io/org/4/incident_reports/1"
+    assert event["finding_info"]["types"] == ["footholds"]
+    assert event["device"] == {
+        "uid": "12",
+        "hostname": "laptop01",
+        "ip": "146.134.139.9",
+        "mac": "7c:a7:b0:16:2f:78",
+        "type_id": 0,
+        "os": {"name": "Windows 8 Pro", "type_id": 100},
+    }
+    observed = {(o["type_id"], o["value"]) for o in event["observables"]}
+    assert {
+        (2, "185.220.101.34"),
+        (1, "update-check.top"),
+        (4, "ACME\\jsmith"),
+        (1, "laptop01"),
+        (8, "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"),
+        (2, "198.51.100.42"),
+    } <= observed
+
+
+def test_closed_incident_is_a_close_activity() -> None:
+    closed = next(row for row in golden_rows("incident_") if row["huntress"]["status"] == "closed")
+    event = ocsf.detection_finding(closed)
+    assert (event["activity_id"], event["type_uid"], event["is_alert"], event["status_id"]) == (
+        3,
+        200403,
+        False,
+        4,
+    )
+
+
+def test_every_golden_agent_is_a_valid_device_inventory_info() -> None:
+    for row in golden_rows("agent_"):
+        event = ocsf.device_inventory_info(row)
+        INVENTORY_INFO.validate(event)
+        assert (event["class_uid"], event["category_uid"], event["activity_id"], event["type_uid"]) == (
+            5001,
+            5,
+            2,
+            500102,
+        )
+    full = ocsf.device_inventory_info(golden_rows("agent_")[0])
+    assert full["device"]["os"] == {"name": "Windows 8 Pro", "type_id": 100, "build": "19044"}
+    assert full["device"]["groups"] == [{"name": "Server"}, {"name": "Production"}]
+    assert full["unmapped"]["defender_status"] == "Healthy"
+
+
+def test_the_validator_catches_mistakes() -> None:
+    event = ocsf.device_inventory_info(golden_rows("agent_")[0])
+    for broken in (
+        {k: v for k, v in event.items() if k != "device"},
+        {**event, "severity_id": 42},
+        {**event, "not_an_ocsf_attribute": 1},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            INVENTORY_INFO.validate(broken)
+
+
+def test_events_fit_their_arrow_schemas() -> None:
+    findings = [ocsf.detection_finding(row) for row in golden_rows("incident_")]
+    table = ocsf.to_table(findings, ocsf.DETECTION_FINDING_SCHEMA)
+    assert table.schema == ocsf.DETECTION_FINDING_SCHEMA and table.num_rows == len(findings)
+    inventory = ocsf.to_table(
+        [ocsf.device_inventory_info(row) for row in golden_rows("agent_")], ocsf.DEVICE_INVENTORY_INFO_SCHEMA
+    )
+    assert inventory.column("device").to_pylist()[0]["hostname"] == "laptop01"
+    json.dumps(findings)  # plain JSON: no datetimes or other Python objects inside
+
+
+_ANY = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=2)
+    ),
+    max_leaves=6,
+)
+_INCIDENT_FIELDS = [
+    "severity",
+    "status",
+    "platform",
+    "subject",
+    "summary",
+    "indicator_types",
+    "agent_id",
+    "organization_id",
+    "created_at",
+    "updated_at",
+    "body",
+]
+_AGENT_FIELDS = [
+    "hostname",
+    "ipv4_address",
+    "external_ip",
+    "mac_addresses",
+    "os",
+    "platform",
+    "tags",
+    "arch",
+    "serial_number",
+    "version",
+    "created_at",
+    "updated_at",
+    "last_callback_at",
+    "domain_name",
+]
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.dictionaries(st.sampled_from(_INCIDENT_FIELDS), _ANY),
+    st.dictionaries(st.sampled_from(_AGENT_FIELDS), _ANY),
+)
+def test_events_from_arbitrary_field_values_stay_valid(incident: dict, agent: dict) -> None:
+    agent_row = normalize_agent(json.dumps({"id": 3, **agent}), CONTEXT)
+    INVENTORY_INFO.validate(ocsf.device_inventory_info(agent_row))
+    incident_row = normalize_incident(json.dumps({"id": 9, **incident}), CONTEXT)
+    DETECTION_FINDING.validate(ocsf.detection_finding(alert_with_host(incident_row, agent_row)))
