@@ -67,9 +67,7 @@ def build_checks() -> list[dg.AssetChecksDefinition]:
     @dg.asset_check(asset="raw_agents",
                     description=f"The newest agent snapshot is less than {AGENTS_STALE_AFTER} old.")
     def raw_agents_fresh(lake: HuntressLakeResource) -> dg.AssetCheckResult:
-        files = lake.get_lake().agent_snapshot_files()
-        newest = datetime.strptime(files[-1].stem.removeprefix("snapshot-"), "%Y%m%dT%H%M%S%fZ").replace(
-            tzinfo=timezone.utc) if files else None
+        newest = lake.get_lake().newest_agent_snapshot_time()
         age = datetime.now(timezone.utc) - newest if newest else None
         return dg.AssetCheckResult(
             passed=age is not None and age <= AGENTS_STALE_AFTER, severity=dg.AssetCheckSeverity.WARN,

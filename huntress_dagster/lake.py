@@ -67,6 +67,7 @@ TABLE_GLOBS = {
     "ocsf_device_inventory_info": "ocsf/device_inventory_info/data.parquet",
 }
 HIVE_TABLES = {"raw_incidents", "raw_agents", "parsed_syslog"}
+SNAPSHOT_STAMP = "%Y%m%dT%H%M%S%fZ"  # agent snapshot file names: snapshot-<collected_at>.parquet
 
 
 def day_start(day: date) -> datetime:
@@ -292,7 +293,7 @@ class Lake:
     def write_agent_snapshot(self, rows: Iterable[dict[str, Any]], collected_at: datetime,
                              batch_rows: int = 5_000) -> tuple[Path, int]:
         """Write one inventory snapshot as its own file (snapshots are history: never overwritten)."""
-        stamp = collected_at.strftime("%Y%m%dT%H%M%S%fZ")
+        stamp = collected_at.strftime(SNAPSHOT_STAMP)
         final = self.root / "raw_agents" / f"day={collected_at.date().isoformat()}" / f"snapshot-{stamp}.parquet"
         count = 0
         with self.atomic_path(final) as tmp, pq.ParquetWriter(tmp, RAW_AGENTS_SCHEMA, compression="zstd") as writer:
@@ -319,6 +320,13 @@ class Lake:
                 FROM read_parquet(?) n FULL JOIN read_parquet(?) o ON n.id = o.id
             """, [str(snapshot), str(earlier[-1])]).fetchone()
         return {"new": new, "updated": updated, "unchanged": unchanged, "removed": removed}
+
+    def newest_agent_snapshot_time(self) -> datetime | None:
+        files = self.agent_snapshot_files()
+        if not files:
+            return None
+        stamp = files[-1].stem.removeprefix("snapshot-")
+        return datetime.strptime(stamp, SNAPSHOT_STAMP).replace(tzinfo=timezone.utc)
 
     def agent_snapshot_files(self, day: date | str | None = None) -> list[Path]:
         if day is None:

@@ -77,7 +77,7 @@ def _write_parsed(lake: Lake, msg_class: str, day: date, sources: list[Path], ct
             raws = batch.column("raw_json").to_pylist()
             if is_incident:
                 raws = [parsing.with_all_remediations(raw, json.loads(rem)["remediations"]) if rem else raw
-                        for raw, rem in zip(raws, batch.column("remediations_json").to_pylist())]
+                        for raw, rem in zip(raws, batch.column("remediations_json").to_pylist(), strict=True)]
                 table = parsing.normalize_incidents(raws, ctx)
             else:
                 table = parsing.normalize_agents(raws, ctx)

@@ -250,7 +250,7 @@ def test_three_concurrent_runs_and_a_reader_never_hit_a_lock_error(make_simulato
         assert reader.execute("select count(*) from raw_agents").fetchone()[0] > 0
     finally:
         reader.close()
-    for proc, output in zip(procs, outputs):
+    for proc, output in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, output[-3000:]
         # The reader's hold on the catalog is met by design: the view refresh is skipped, nothing fails.
         lock_lines = [line for line in output.splitlines() if "conflicting lock" in line.lower()]
