@@ -245,6 +245,8 @@ class World:
         pool = PLATFORM_INDICATORS.get(platform, ENDPOINT_INDICATORS)
         indicators = tuple(sorted(rng.sample(pool, min(len(pool), rng.choice([1, 1, 2, 3])))))
         agent = self.agents[rng.choice(agent_ids)] if agent_ids and platform in ("windows", "darwin", "linux") else None
+        if agent:
+            platform = agent.platform  # an endpoint incident happens on its agent's platform
         organization_id = agent.organization_id if agent else rng.choice(self.organizations)["id"]
         if rng.random() < cfg.null_share / 2:
             organization_id = None
