@@ -85,9 +85,11 @@ def parse_body(
         return BodyParse(
             FULL, 0, None, {column: [] for column in ENTITY_COLUMNS}, dict.fromkeys(HEADER_FIELDS)
         )
-    size = utf8_size(text)
+    # Up to one slice, the encoded body is measured and then handed to extraction, which scans bytes.
+    encoded = text.encode("utf-8", "surrogatepass") if len(text) <= _SIZE_SLICE_CHARS else None
+    size = utf8_size(text) if encoded is None else len(encoded)
     header = extract_header(text)
     if size >= full_max_bytes:
         return BodyParse(PARTIAL, size, None, None, header)
     level, kept = (FULL, text) if size < keep_max_bytes else (FULL_BODY_DROPPED, None)
-    return BodyParse(level, size, kept, extract_entities(text), header)
+    return BodyParse(level, size, kept, extract_entities(text, encoded), header)

@@ -195,3 +195,13 @@ def test_never_raises_on_indicator_shaped_text(text: str) -> None:
 @given(st.text(alphabet=st.characters(exclude_categories=()), max_size=300))
 def test_never_raises_on_any_text(text: str) -> None:
     entities(text)
+
+
+_REFANG_PIECES = st.sampled_from(["[dot]", "&nbsp;", "\xa0", "&#91;.]"])
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_INDICATOR_PIECES | _REFANG_PIECES, max_size=40).map("".join))
+def test_pre_encoded_bytes_give_the_same_entities(text: str) -> None:
+    # parse_body hands over the body it already encoded to measure it; refanging then runs on the bytes.
+    assert extract_entities(text, text.encode("utf-8", "surrogatepass")) == extract_entities(text)
