@@ -15,7 +15,7 @@ from .client import HuntressClient
 from .collect import WalkStats, snapshot_agents, walk_incident_reports
 from .lake import CommitStats, Lake, sql_literal
 from .resources import HuntressLakeResource, HuntressResource
-from .transform import (AGENT_CLASS, INCIDENT_CLASS, build_alerts, build_asset_inventory, build_parsed_syslog_day,
+from .transform import (AGENT_CLASS, INCIDENT_CLASS, build_alerts, build_asset_inventory, build_parsed_syslog_days,
                         preview)
 
 GROUP = "huntress"
@@ -206,8 +206,8 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
         totals: dict[str, int] = {INCIDENT_CLASS: 0, AGENT_CLASS: 0}
         levels: dict[str, int] = {}
         skipped = 0
-        for key in context.partition_keys:
-            day_stats = build_parsed_syslog_day(store, key, ctx)
+        for day_stats in build_parsed_syslog_days(store, list(context.partition_keys), ctx,
+                                                  workers=lake.parse_worker_count()):
             for msg_class, count in day_stats.rows.items():
                 totals[msg_class] += count
             for level, count in day_stats.parse_levels.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import dagster as dg
@@ -58,6 +59,11 @@ class HuntressLakeResource(dg.ConfigurableResource):
     overlap_seconds: int = Field(default=300, description="Incremental walks re-read this much before the "
                                  "committed watermark (absorbs clock skew)")
     duckdb_memory_limit: str = "1GB"
+    parse_workers: int = Field(default=0, description="Processes parsing days of a backfill in parallel; "
+                               "0 = one per CPU core")
+
+    def parse_worker_count(self) -> int:
+        return self.parse_workers or os.cpu_count() or 1
 
     def get_lake(self) -> Lake:
         return Lake(self.lake_dir, duckdb_memory_limit=self.duckdb_memory_limit)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -100,6 +102,19 @@ def build_parsed_syslog_day(lake: Lake, day: date | str, ctx: parsing.ParseConte
                   batch_rows)
     _write_parsed(lake, AGENT_CLASS, day, lake.agent_snapshot_files(day), ctx, stats, batch_rows)
     return stats
+
+
+def build_parsed_syslog_days(lake: Lake, days: list[date | str], ctx: parsing.ParseContext,
+                             workers: int = 1) -> Iterator[ParsedDayStats]:
+    """Normalize several days, in parallel processes when `workers` > 1: parsing is CPU-bound and each day
+    is an independent file, so a backfill scales with the cores (memory: one batch per worker)."""
+    workers = min(workers, len(days))
+    if workers <= 1:
+        yield from (build_parsed_syslog_day(lake, day, ctx) for day in days)
+        return
+    # spawn, not fork: the caller may be a threaded Dagster run worker.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from pool.map(build_parsed_syslog_day, [lake] * len(days), days, [ctx] * len(days))
 
 
 ASSETS_SQL = """
