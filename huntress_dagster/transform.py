@@ -137,46 +137,62 @@ ORDER BY latest.tenantid, latest.id
 """
 
 
-def build_asset_inventory(lake: Lake, ctx: parsing.ParseContext, now: datetime | None = None) -> int:
-    """assets: one row per agent, its current state, first/last seen across inventory snapshots."""
+ASSET_COLUMNS_SQL = """
+    SELECT s.tenantid, p.tenant_name, s.id AS agent_id,
+           p.huntress.organization_id AS organization_id, p.huntress.account_id AS account_id,
+           p.huntress.hostname AS hostname, p.huntress.domain_name AS domain_name,
+           p.huntress.platform AS platform, p.huntress.os AS os,
+           p.huntress.os_build_version AS os_build_version, p.huntress.arch AS arch,
+           p.huntress.ipv4_address AS ipv4_address, p.huntress.external_ip AS external_ip,
+           p.huntress.mac_addresses AS mac_addresses, p.huntress.serial_number AS serial_number,
+           p.huntress.version AS agent_version, p.huntress.edr_version AS edr_version,
+           p.huntress.defender_status AS defender_status,
+           p.huntress.defender_substatus AS defender_substatus,
+           p.huntress.defender_policy_status AS defender_policy_status,
+           p.huntress.firewall_status AS firewall_status,
+           p.huntress.tamper_protection_configured AS tamper_protection_configured,
+           p.huntress.tamper_protection_actual AS tamper_protection_actual,
+           p.huntress.tags AS tags, p.huntress.last_callback_at AS last_callback_at,
+           p.huntress.created_at AS created_at, p.huntress.updated_at AS updated_at,
+           s.first_seen_at, s.last_seen_at, s.snapshots_seen, s.in_latest_snapshot,
+           date_diff('day', p.huntress.last_callback_at, $now::TIMESTAMPTZ)
+               AS days_since_callback,
+           coalesce(date_diff('day', p.huntress.last_callback_at,
+                              $now::TIMESTAMPTZ) > $stale_after_days, true)
+               OR NOT s.in_latest_snapshot AS is_stale,
+           p.huntress AS huntress
+    FROM agents_seen s POSITIONAL JOIN agents_parsed p
+
+"""
+
+
+def build_asset_inventory(lake: Lake, ctx: parsing.ParseContext, now: datetime | None = None,
+                          batch_rows: int = 20_000) -> int:
+    """assets: one row per agent, its current state, first/last seen across inventory snapshots.
+    Streamed in batches: memory stays flat however many agents the account has."""
     now = now or datetime.now(timezone.utc)
-    with lake.connect() as con:
-        if not lake.register_views(con) or not lake.files("raw_agents"):
+    final = lake.root / "assets" / "data.parquet"
+    count = 0
+    # Under the table lock from read to rename, so concurrent builds cannot publish an older state last.
+    with lake.lock("assets"), lake.connect() as con:
+        views = lake.register_views(con)
+        if "raw_agents" not in views or not con.execute("SELECT count(*) FROM raw_agents").fetchall()[0][0]:
             return 0
-        latest = con.sql(ASSETS_SQL).to_arrow_table()
-        parsed = parsing.normalize_agents(latest.column("raw_json").to_pylist(), ctx)
-        con.register("agents_parsed", parsed)
-        con.register("agents_seen", latest.drop_columns(["raw_json"]))
-        table = con.sql(f"""
-            SELECT s.tenantid, p.tenant_name, s.id AS agent_id,
-                   p.huntress.organization_id AS organization_id, p.huntress.account_id AS account_id,
-                   p.huntress.hostname AS hostname, p.huntress.domain_name AS domain_name,
-                   p.huntress.platform AS platform, p.huntress.os AS os,
-                   p.huntress.os_build_version AS os_build_version, p.huntress.arch AS arch,
-                   p.huntress.ipv4_address AS ipv4_address, p.huntress.external_ip AS external_ip,
-                   p.huntress.mac_addresses AS mac_addresses, p.huntress.serial_number AS serial_number,
-                   p.huntress.version AS agent_version, p.huntress.edr_version AS edr_version,
-                   p.huntress.defender_status AS defender_status,
-                   p.huntress.defender_substatus AS defender_substatus,
-                   p.huntress.defender_policy_status AS defender_policy_status,
-                   p.huntress.firewall_status AS firewall_status,
-                   p.huntress.tamper_protection_configured AS tamper_protection_configured,
-                   p.huntress.tamper_protection_actual AS tamper_protection_actual,
-                   p.huntress.tags AS tags, p.huntress.last_callback_at AS last_callback_at,
-                   p.huntress.created_at AS created_at, p.huntress.updated_at AS updated_at,
-                   s.first_seen_at, s.last_seen_at, s.snapshots_seen, s.in_latest_snapshot,
-                   date_diff('day', p.huntress.last_callback_at, {sql_literal(now.isoformat())}::TIMESTAMPTZ)
-                       AS days_since_callback,
-                   coalesce(date_diff('day', p.huntress.last_callback_at,
-                                      {sql_literal(now.isoformat())}::TIMESTAMPTZ) > {STALE_AFTER_DAYS}, true)
-                       OR NOT s.in_latest_snapshot AS is_stale,
-                   p.huntress AS huntress
-            FROM agents_seen s POSITIONAL JOIN agents_parsed p
-        """).to_arrow_table()
-    with lake.lock("assets"):
-        lake.write_table(lake.root / "assets" / "data.parquet", table)
+        with lake.atomic_path(final) as tmp:
+            writer = None
+            for batch in con.sql(ASSETS_SQL).to_arrow_reader(batch_rows):
+                with con.cursor() as batch_con:  # a second connection: `con` is busy streaming the reader
+                    batch_con.register("agents_parsed",
+                                       parsing.normalize_agents(batch.column("raw_json").to_pylist(), ctx))
+                    batch_con.register("agents_seen", batch.drop_columns(["raw_json"]))
+                    table = batch_con.execute(ASSET_COLUMNS_SQL, {"now": now, "stale_after_days": STALE_AFTER_DAYS}
+                                              ).to_arrow_table()
+                writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                writer.write_table(table)
+                count += table.num_rows
+            writer.close()
     write_ocsf(lake, "device_inventory_info")
-    return table.num_rows
+    return count
 
 
 ALERTS_SQL = """
@@ -230,11 +246,13 @@ def build_alerts(lake: Lake) -> int:
             "(SELECT NULL::VARCHAR AS tenantid, NULL::BIGINT AS agent_id, NULL::VARCHAR AS hostname, "
             "NULL::VARCHAR AS os, NULL::VARCHAR AS ipv4_address, NULL::VARCHAR AS external_ip, "
             "NULL::VARCHAR[] AS mac_addresses, NULL::VARCHAR AS domain_name WHERE false)")
-        table = con.sql(ALERTS_SQL.format(assets=assets)).to_arrow_table()
-    with lake.lock("alerts"):
-        lake.write_table(lake.root / "alerts" / "data.parquet", table)
+        final = lake.root / "alerts" / "data.parquet"
+        # DuckDB streams the query into the file (spilling under its memory limit): flat memory at any size.
+        with lake.lock("alerts"), lake.atomic_path(final) as tmp:
+            con.execute(f"COPY ({ALERTS_SQL.format(assets=assets)}) TO {sql_literal(str(tmp))} "
+                        "(FORMAT parquet, COMPRESSION zstd)")
     write_ocsf(lake, "detection_finding")
-    return table.num_rows
+    return pq.read_metadata(final).num_rows
 
 
 OCSF_TABLES = {
