@@ -60,23 +60,8 @@ _NO_ALERT_FIELDS = dict.fromkeys(
         "security_product",
     )
 )
-_AGENT_STRING_FIELDS = (
-    "platform",
-    "hostname",
-    "domain_name",
-    "os",
-    "os_build_version",
-    "arch",
-    "version",
-    "edr_version",
-    "ipv4_address",
-    "external_ip",
-    "serial_number",
-    "defender_status",
-    "defender_substatus",
-    "defender_policy_status",
-    "firewall_status",
-)
+# The agent fields that are plain strings in the schema (the rest are coerced one by one below).
+_AGENT_STRING_FIELDS = tuple(name for name in AGENT_FIELDS if HUNTRESS_TYPE.field(name).type == pa.string())
 
 # What an asset inventory needs from an agent row's `huntress` struct (see `asset_fields`).
 ASSET_FIELDS = (
