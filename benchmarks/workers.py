@@ -1,0 +1,291 @@
+"""Subprocess entry points of the benchmarks (each prints one JSON line with its result on stdout).
+
+    workers.py sim WORLD_JSON CONFIG_JSON          the simulator, until SIGTERM
+    workers.py other-client URL REQUESTS WINDOW SECONDS [STATE_PATH]
+                                                   another tool on the same account, spending its own budget
+    workers.py ours URL WORKDIR HISTORY_DAYS       our pipeline end to end (agents + incidents jobs)
+    workers.py dlt URL WORKDIR                     the peer: a dlt rest_api source into DuckDB
+
+They run in their own processes so that each one's peak RSS and CPU time is its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import (  # noqa: E402
+    DEMO_API_KEY,
+    DEMO_API_SECRET,
+    PAGE,
+    make_pipeline,
+    materialization_metadata,
+    quiet_dagster,
+    self_peak_rss_bytes,
+)
+
+
+def emit(obj: dict) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def sim(world_json: str, config_json: str) -> None:
+    from huntress_dagster.simulator import SimulatorConfig, SimulatorServer, World, WorldConfig
+
+    started = time.monotonic()
+    world = World(WorldConfig(**json.loads(world_json)))
+    build_seconds = time.monotonic() - started
+    server = SimulatorServer(world, SimulatorConfig(**json.loads(config_json)))
+    # The simulator writes headers and body in two send()s; with Nagle on, every keep-alive response
+    # then waits ~40 ms for the client's delayed ACK (a cap of ~21 requests/s per connection that no real
+    # API has). TCP_NODELAY removes that artefact so that latencies and rates are the pipeline's own.
+    server.httpd.RequestHandlerClass.disable_nagle_algorithm = True
+    server.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    emit(
+        {
+            "url": server.url,
+            "admin_url": server.admin_url,
+            "build_seconds": round(build_seconds, 2),
+            "incidents": len(world.incidents),
+            "agents": len(world.agents),
+            "rss_after_build_bytes": self_peak_rss_bytes(),
+        }
+    )
+    stop.wait()
+    server.stop()
+
+
+class BothLimiters:
+    """Acquire from each limiter in turn: the other tool's own pace, then the budget it shares with us."""
+
+    def __init__(self, *limiters):
+        self.limiters = limiters
+
+    def acquire(self) -> float:
+        return sum(limiter.acquire() for limiter in self.limiters)
+
+
+def other_client(
+    url: str,
+    requests: str,
+    window: str,
+    seconds: str,
+    shared_state_path: str = "",
+    shared_requests: str = "0",
+) -> None:
+    """Another tool on the same account: `requests` per `window` seconds for `seconds`. With
+    `shared_state_path` it also takes every request from the limiter file we use (a cooperating tool)."""
+    from huntress_dagster.client import HuntressClient
+    from huntress_dagster.errors import HuntressRateLimitError
+    from huntress_dagster.ratelimit import RateLimiter, bucket_name_for
+
+    limiters = [RateLimiter(int(requests), float(window))]
+    if shared_state_path:
+        limiters.append(
+            RateLimiter(
+                int(shared_requests),
+                float(window),
+                state_path=shared_state_path,
+                bucket=bucket_name_for(DEMO_API_KEY, url),
+            )
+        )
+    # No retries (of errors or of 429s): a 429 is counted, so the other tool keeps exactly its own pace.
+    client = HuntressClient(
+        DEMO_API_KEY,
+        DEMO_API_SECRET,
+        url,
+        rate_limiter=BothLimiters(*limiters),
+        max_attempts=1,
+        max_throttle_seconds=0,
+    )
+    emit({"ready": True})
+    sent = throttled = 0
+    deadline = time.monotonic() + float(seconds)
+    while time.monotonic() < deadline:
+        try:
+            client.get("/account")
+        except HuntressRateLimitError:
+            throttled += 1
+        sent += 1
+    client.close()
+    emit({"requests": sent, "throttled": throttled})
+
+
+class RssSampler:
+    """Samples this process's RSS every `interval` seconds (to attribute the peak to a step)."""
+
+    def __init__(self, interval: float = 0.1):
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/statm") as statm:
+            while not self._stop.wait(self.interval):
+                statm.seek(0)
+                self.samples.append((time.time(), int(statm.read().split()[1]) * page))
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_between(self, start: float, end: float) -> int:
+        return max((rss for t, rss in self.samples if start <= t <= end), default=0)
+
+
+def step_profile(instance, result, sampler: RssSampler) -> dict[str, dict[str, float]]:
+    """Seconds and peak RSS (MiB) of each step of a finished in-process run, from its event log."""
+    starts: dict[str, float] = {}
+    steps: dict[str, dict[str, float]] = {}
+    for entry in instance.all_logs(result.run_id):
+        event = entry.dagster_event
+        if event is None or not entry.step_key:
+            continue
+        if event.event_type_value == "STEP_START":
+            starts[entry.step_key] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and entry.step_key in starts:
+            start = starts[entry.step_key]
+            steps[entry.step_key] = {
+                "seconds": round(entry.timestamp - start, 2),
+                "peak_rss_mib": round(sampler.peak_between(start, entry.timestamp) / 2**20),
+            }
+    return steps
+
+
+def ours(url: str, workdir: str, history_days: str) -> None:
+    """The pipeline end to end, as a user's first materialization: agents job, then the incidents job
+    over the whole history in one run (raw -> parsed_syslog -> assets/alerts)."""
+    quiet_dagster()
+    pipeline = make_pipeline(url, Path(workdir), history_days=int(history_days))
+    baseline = self_peak_rss_bytes()  # Python + Dagster + the definitions, before any data
+    phases = {}
+    with RssSampler() as sampler:
+        started = time.monotonic()
+        agents = pipeline.run_agents()
+        phases["agents_job_seconds"] = time.monotonic() - started
+        mark = time.monotonic()
+        incidents = pipeline.run_incidents()
+        phases["incidents_job_seconds"] = time.monotonic() - mark
+        wall = time.monotonic() - started
+    steps = {
+        "agents_job": step_profile(pipeline.instance, agents, sampler),
+        "incidents_job": step_profile(pipeline.instance, incidents, sampler),
+    }
+    raw = materialization_metadata(incidents, "raw_incidents")
+    counts = dict(
+        pipeline.query(
+            "SELECT 'alerts', count(*) FROM alerts UNION ALL "
+            "SELECT 'assets', count(*) FROM assets UNION ALL "
+            "SELECT 'parsed_syslog', count(*) FROM parsed_syslog"
+        )
+    )
+    emit(
+        {
+            "wall_seconds": wall,
+            **phases,
+            "baseline_rss_bytes": baseline,
+            "peak_rss_bytes": self_peak_rss_bytes(),
+            "records_walked": raw.get("records_walked"),
+            "versions": raw.get("versions_in_window"),
+            "api_requests": raw.get("api_requests"),
+            "agents": materialization_metadata(agents, "raw_agents").get("agents"),
+            **counts,
+            "steps": steps,
+        }
+    )
+
+
+def dlt_peer(url: str, workdir: str) -> None:
+    """The natural hand-written alternative: dlt's rest_api source (token paging, basic auth) into DuckDB."""
+    import os
+
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    import dlt
+    from dlt.sources.helpers.rest_client.auth import HttpBasicAuth
+    from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
+    from dlt.sources.rest_api import rest_api_source
+
+    baseline = self_peak_rss_bytes()  # Python + dlt, before any data
+
+    def resource(name: str, sort_field: str, direction: str) -> dict:
+        return {
+            "name": name,
+            "endpoint": {
+                "path": name,
+                "data_selector": name,
+                "params": {"limit": PAGE, "sort_field": sort_field, "sort_direction": direction},
+            },
+        }
+
+    source = rest_api_source(
+        {
+            "client": {
+                "base_url": url.rstrip("/") + "/",
+                "auth": HttpBasicAuth(DEMO_API_KEY, DEMO_API_SECRET),
+                "paginator": JSONResponseCursorPaginator(
+                    cursor_path="pagination.next_page_token", cursor_param="page_token"
+                ),
+            },
+            "resource_defaults": {"primary_key": "id", "write_disposition": "replace"},
+            "resources": [
+                resource("agents", "id", "asc"),
+                resource("incident_reports", "updated_at", "desc"),
+            ],
+        }
+    )
+    work = Path(workdir)
+    pipeline = dlt.pipeline(
+        pipeline_name="huntress_peer",
+        destination=dlt.destinations.duckdb(str(work / "dlt.duckdb")),
+        dataset_name="huntress",
+        pipelines_dir=str(work / "dlt_pipelines"),
+    )
+    phases: dict[str, dict[str, float]] = {}
+    started = time.monotonic()
+    with RssSampler() as sampler:
+        for name, step in (
+            ("extract", lambda: pipeline.extract(source)),
+            ("normalize", pipeline.normalize),
+            ("load", pipeline.load),
+        ):
+            begin = time.time()
+            step()
+            phases[name] = {
+                "seconds": round(time.time() - begin, 2),
+                "peak_rss_mib": round(sampler.peak_between(begin, time.time()) / 2**20),
+            }
+    wall = time.monotonic() - started
+    with pipeline.sql_client() as client:
+        incidents = client.execute_sql("SELECT count(*) FROM incident_reports")[0][0]
+        agents = client.execute_sql("SELECT count(*) FROM agents")[0][0]
+    emit(
+        {
+            "wall_seconds": wall,
+            "phases": phases,
+            "baseline_rss_bytes": baseline,
+            "peak_rss_bytes": self_peak_rss_bytes(),
+            "incident_reports": incidents,
+            "agents": agents,
+        }
+    )
+
+
+COMMANDS = {"sim": sim, "other-client": other_client, "ours": ours, "dlt": dlt_peer}
+
+if __name__ == "__main__":
+    COMMANDS[sys.argv[1]](*sys.argv[2:])
