@@ -124,7 +124,9 @@ class Lake:
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A private in-memory DuckDB for computing over Parquet (no file lock involved)."""
         con = duckdb.connect(config={"memory_limit": self.duckdb_memory_limit, "threads": self.duckdb_threads})
-        con.execute(f"SET temp_directory = {sql_literal(str(self.root / '_tmp' / 'duckdb'))}")
+        spill = self.root / "_tmp" / "duckdb"
+        spill.mkdir(parents=True, exist_ok=True)  # DuckDB does not create missing parents of its spill dir
+        con.execute(f"SET temp_directory = {sql_literal(str(spill))}")
         con.execute("SET TimeZone = 'UTC'")  # timestamps come back as UTC whatever the machine's zone
         return con
 
@@ -252,14 +254,26 @@ class Lake:
         return stats
 
     def _merge_versions(self, sources: list[Path], final: Path, marker: datetime) -> None:
-        files = ", ".join(sql_literal(str(p)) for p in sources)
+        """Fresh fetches (staged files) win over the stored version of the same (id, updated_at). An
+        anti-join on the key columns only, so the JSON text never sits in a window or hash table (a day of
+        a million-incident account is hundreds of MB of it)."""
         columns = ", ".join(RAW_INCIDENTS_SCHEMA.names)
+        fresh = [p for p in sources if p != final]
+        if not fresh:  # nothing new: rewritten only to move its complete_as_of marker
+            query = f"SELECT {columns} FROM read_parquet({sql_literal(str(final))})"
+        else:
+            staged = ", ".join(sql_literal(str(p)) for p in fresh)
+            query = f"SELECT {columns} FROM read_parquet([{staged}])"
+            if final in sources:
+                query += f"""
+                    UNION ALL
+                    SELECT {columns} FROM read_parquet({sql_literal(str(final))}) AS old
+                    WHERE NOT EXISTS (SELECT 1 FROM read_parquet([{staged}]) AS new
+                                      WHERE new.id = old.id AND new.updated_at = old.updated_at)"""
         with self.connect() as con, self.atomic_path(final) as tmp:
-            # Later sources (fresh fetches) win over the stored version of the same (id, updated_at).
             con.execute(f"""
                 COPY (
-                    SELECT {columns} FROM read_parquet([{files}], filename = true)
-                    QUALIFY row_number() OVER (PARTITION BY id, updated_at ORDER BY filename = {sql_literal(str(final))}) = 1
+                    {query}
                     ORDER BY updated_at DESC, id
                 ) TO {sql_literal(str(tmp))}
                 (FORMAT parquet, COMPRESSION zstd, KV_METADATA {{complete_as_of: {sql_literal(marker.isoformat())}}})
