@@ -52,7 +52,8 @@ def measure(kind: str, sim: SimProcess, workdir: Path, timeout: float) -> dict[s
     row: dict[str, Any] = {
         "wall_s": usage.wall_seconds,
         "cpu_s": usage.cpu_seconds,
-        "peak_rss_mib": mib(usage.peak_rss_bytes),
+        # The worker's own VmHWM; wait4's figure only if it died before reporting (floored at our RSS).
+        "peak_rss_mib": mib(result["peak_rss_bytes"] if result else usage.peak_rss_bytes),
         "sim_cpu_s": proc_cpu_seconds(sim.pid) - cpu_before,
         "ok": usage.returncode == 0 and result is not None,
     }

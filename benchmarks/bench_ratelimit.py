@@ -13,6 +13,7 @@ is the ground truth for rates and 429s.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections import Counter
@@ -106,7 +107,7 @@ def run_case(
     sim: SimProcess, workdir: Path, name: str, truth: list[int], other: str | None
 ) -> dict[str, Any]:
     """One walk of the whole collection by our client, alone or next to another tool."""
-    state = workdir / f"{name}.sqlite"
+    state = workdir / f"{re.sub(r'[^a-z]+', '-', name)}.sqlite"
     expected_requests = len(truth) / PAGE_SIZE
     other_proc = None
     if other:

@@ -103,7 +103,8 @@ def mib(n_bytes: float) -> float:
 
 @dataclasses.dataclass
 class ProcessUsage:
-    """What one finished child process cost (from wait4: that child alone, not earlier siblings)."""
+    """What one finished child process cost (from wait4: that child alone, not earlier siblings; its
+    peak_rss_bytes is floored at the parent's RSS when the child was started, see self_peak_rss_bytes)."""
 
     returncode: int
     wall_seconds: float
@@ -191,7 +192,9 @@ def vm_hwm_bytes(pid: int) -> int | None:
 
 
 def self_peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """This process's own peak RSS (VmHWM). Not getrusage's ru_maxrss: on Linux that also carries the
+    RSS of the parent at fork/exec time, so a worker started by a big parent would report the parent's."""
+    return vm_hwm_bytes(os.getpid()) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 # --- the simulator in its own process ---------------------------------------------------------------
