@@ -33,9 +33,10 @@ def run_demo_pipeline(host_url: str, lake_dir: str) -> str:
 def lake_summary(lake: Lake) -> str:
     lines = [f"Lake {lake.root}:"]
     with lake.connect() as con:
-        for table in lake.register_views(con):
+        tables = lake.register_views(con)
+        for table in tables:
             lines.append(f"  {table:28s} {con.execute(f'SELECT count(*) FROM {table}').fetchone()[0]:>9,d} rows")
-        if "alerts" in lake.register_views(con):
+        if "alerts" in tables:
             rows = con.execute("SELECT severity, status, count(*) FROM alerts GROUP BY ALL ORDER BY 1, 3 DESC").fetchall()
             lines.append("  alerts by severity/status: " + ", ".join(f"{s}/{t}={n}" for s, t, n in rows))
     lines.append(f"Query it: duckdb {lake.catalog_path} -c \"select severity, count(*) from alerts group by 1\"")

@@ -339,7 +339,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if segments[0] == "organizations":
                     for org in world.organizations:
                         if org["id"] == record_id:
-                            return 200, {"organization": world.organization_json(org)}
+                            return 200, {"organization": dict(org)}
         if (len(segments) == 3 and segments[0] == "incident_reports" and segments[1].isdigit()
                 and segments[2] == "remediations"):
             incident = world.incidents.get(int(segments[1]))

@@ -328,9 +328,6 @@ class World:
 
     # --- rendering -----------------------------------------------------------------------------
 
-    def organization_json(self, org: dict[str, Any]) -> dict[str, Any]:
-        return dict(org)
-
     def account_json(self) -> dict[str, Any]:
         cfg = self.config
         return {
