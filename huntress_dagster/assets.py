@@ -260,15 +260,20 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
     )
     def alerts(context: dg.AssetExecutionContext, lake: HuntressLakeResource) -> dg.MaterializeResult:
         store = lake.get_lake()
-        count = build_alerts(store)
+        build = build_alerts(store)
+        count = build.rows
         store.refresh_catalog()
         by_severity = preview(store, "SELECT severity, count(*) AS n FROM alerts GROUP BY 1 ORDER BY 2 DESC", 10) \
             if count else []
         rows = preview(store, "SELECT huntress_id, severity, status, subject, hostname, updated_at FROM alerts "
                               "ORDER BY updated_at DESC") if count else []
-        context.log.info(f"alerts: {count} rows")
+        context.log.info(f"alerts: {count} rows; {build.mode} build, {build.alerts_written} alerts recomputed "
+                         f"from {len(build.changed_days)} changed parsed days")
         return dg.MaterializeResult(metadata={
             "alerts": count,
+            "build": build.mode,
+            "alerts_recomputed": build.alerts_written,
+            "changed_days": ", ".join(build.changed_days[:10]) + (" ..." if len(build.changed_days) > 10 else ""),
             "by_severity": json.dumps({r["severity"]: r["n"] for r in by_severity}),
             "preview": markdown_table(rows, ["huntress_id", "severity", "status", "subject", "hostname",
                                              "updated_at"]),

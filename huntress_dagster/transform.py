@@ -2,8 +2,9 @@
 
 parsed_syslog is rebuilt per day from that day's raw files in streamed batches (bounded memory), and
 skipped when its inputs have not changed since it was last built (the inputs' fingerprint is kept in
-the output's Parquet footer). alerts and assets are small derived tables recomputed with DuckDB
-from the whole lake, which makes them correct by construction: the latest version wins, one row per key.
+the output's Parquet footer). alerts are updated incrementally from the parsed days that changed (the
+latest version wins, one row per key; see `build_alerts`); assets are recomputed from the agent
+snapshots, streamed in batches. Both are written by DuckDB or in batches, so memory stays flat.
 """
 
 from __future__ import annotations
@@ -185,8 +186,8 @@ def build_asset_inventory(lake: Lake, ctx: parsing.ParseContext, now: datetime |
                     batch_con.register("agents_parsed",
                                        parsing.normalize_agents(batch.column("raw_json").to_pylist(), ctx))
                     batch_con.register("agents_seen", batch.drop_columns(["raw_json"]))
-                    table = batch_con.execute(ASSET_COLUMNS_SQL, {"now": now, "stale_after_days": STALE_AFTER_DAYS}
-                                              ).to_arrow_table()
+                    table = batch_con.sql(ASSET_COLUMNS_SQL, params={"now": now, "stale_after_days": STALE_AFTER_DAYS}
+                                          ).to_arrow_table()
                 writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
                 writer.write_table(table)
                 count += table.num_rows
@@ -195,20 +196,51 @@ def build_asset_inventory(lake: Lake, ctx: parsing.ParseContext, now: datetime |
     return count
 
 
-ALERTS_SQL = """
-WITH versions AS (
-    SELECT * FROM parsed_syslog WHERE msg_class = 'huntress_incident_report'
-),
-counted AS (
-    SELECT tenantid, huntress.id AS hid, huntress.organization_id AS oid, huntress.account_id AS aid,
-           count(*) AS version_count, min(collected_at) AS first_collected_at
-    FROM versions GROUP BY ALL
-),
-latest AS (
-    SELECT * FROM versions
-    QUALIFY row_number() OVER (
-        PARTITION BY tenantid, huntress.id, huntress.organization_id, huntress.account_id
-        ORDER BY huntress.updated_at DESC, collected_at DESC) = 1
+# The key of an alert, and the version order that picks its row: the latest `updated_at`, then the latest
+# collection. NULL organization/account ids are part of a key, hence IS NOT DISTINCT FROM in the joins.
+ALERT_KEY_COLUMNS = ("tenantid", "hid", "oid", "aid")
+ALERTS_SOURCES = b"alerts_sources"  # alerts footer: what the table was built from (JSON, see build_alerts)
+ALERTS_FORMAT_VERSION = "2"  # bump when ALERT_ROWS_SQL changes: the next build is then a full one
+
+
+ALERTS_KEY_COLUMNS = ("tenantid", "huntress_id", "organization_id", "account_id")  # the same key in alerts
+
+
+def _key_match(left: str, right: str, left_columns: tuple[str, ...] = ALERT_KEY_COLUMNS) -> str:
+    return " AND ".join(f"{left}.{lc} IS NOT DISTINCT FROM {right}.{rc}"
+                        for lc, rc in zip(left_columns, ALERT_KEY_COLUMNS, strict=True))
+
+
+# Every incident version's key and order columns: the cheap columns of parsed_syslog (no body, no
+# entities), which is what makes a build from a handful of changed days cost little on a large lake.
+VERSION_KEYS_SQL = """
+SELECT tenantid, huntress.id AS hid, huntress.organization_id AS oid, huntress.account_id AS aid,
+       huntress.updated_at AS updated_at, collected_at, CAST(day AS VARCHAR) AS day
+FROM read_parquet({files}, hive_partitioning = true, union_by_name = true)
+"""
+
+# The latest version of each touched key, with the version count and first collection over all versions.
+LATEST_VERSIONS_SQL = f"""
+SELECT v.tenantid, v.hid, v.oid, v.aid, v.updated_at, v.collected_at, v.day,
+       count(*) OVER keyed AS version_count, min(v.collected_at) OVER keyed AS first_collected_at
+FROM versions v SEMI JOIN touched t ON {_key_match("v", "t")}
+WINDOW keyed AS (PARTITION BY v.tenantid, v.hid, v.oid, v.aid)
+QUALIFY row_number() OVER (PARTITION BY v.tenantid, v.hid, v.oid, v.aid
+                           ORDER BY v.updated_at DESC, v.collected_at DESC) = 1
+"""
+
+# Alert rows of the touched keys: their latest parsed row, read only from the days that hold one.
+ALERT_ROWS_SQL = """
+WITH latest AS (
+    SELECT p.*, l.version_count, l.first_collected_at
+    FROM read_parquet({files}, hive_partitioning = true, union_by_name = true) p
+    JOIN latest_versions l
+      ON p.tenantid = l.tenantid AND p.huntress.id = l.hid
+     AND p.huntress.organization_id IS NOT DISTINCT FROM l.oid
+     AND p.huntress.account_id IS NOT DISTINCT FROM l.aid
+     AND p.huntress.updated_at = l.updated_at AND p.collected_at = l.collected_at
+    QUALIFY row_number() OVER (PARTITION BY p.tenantid, p.huntress.id, p.huntress.organization_id,
+                                            p.huntress.account_id) = 1
 )
 SELECT latest.alert_uid AS alert_id, latest.tenantid, latest.tenant_name, latest.huntress.id AS huntress_id,
        latest.huntress.organization_id AS organization_id, latest.huntress.account_id AS account_id,
@@ -220,39 +252,106 @@ SELECT latest.alert_uid AS alert_id, latest.tenantid, latest.tenant_name, latest
        latest.security_product, latest.portal_url AS incident_report_url, latest.domain,
        latest.huntress.sent_at AS sent_at, latest.huntress.closed_at AS closed_at,
        latest.huntress.status_updated_at AS status_updated_at, latest.huntress.updated_at AS updated_at,
-       counted.version_count, counted.first_collected_at, latest.collected_at AS last_collected_at,
+       latest.version_count, latest.first_collected_at, latest.collected_at AS last_collected_at,
        a.hostname, a.os AS host_os, a.ipv4_address AS host_ipv4, a.external_ip AS host_external_ip,
        a.mac_addresses AS host_mac_addresses, a.domain_name AS host_domain_name,
        latest.* EXCLUDE (tenantid, tenant_name, domain, body, alert_uid, severity_score, severity_id, status_id,
-                         security_product, portal_url, collected_at)
+                         security_product, portal_url, collected_at, version_count, first_collected_at)
 FROM latest
-JOIN counted ON counted.tenantid = latest.tenantid AND counted.hid = latest.huntress.id
-     AND counted.oid IS NOT DISTINCT FROM latest.huntress.organization_id
-     AND counted.aid IS NOT DISTINCT FROM latest.huntress.account_id
 LEFT JOIN {assets} a ON a.tenantid = latest.tenantid AND a.agent_id = latest.huntress.agent_id
-ORDER BY updated_at DESC, huntress_id
 """
 
+NO_ASSETS_SQL = ("(SELECT NULL::VARCHAR AS tenantid, NULL::BIGINT AS agent_id, NULL::VARCHAR AS hostname, "
+                 "NULL::VARCHAR AS os, NULL::VARCHAR AS ipv4_address, NULL::VARCHAR AS external_ip, "
+                 "NULL::VARCHAR[] AS mac_addresses, NULL::VARCHAR AS domain_name WHERE false)")
 
-def build_alerts(lake: Lake) -> int:
+
+@dataclass
+class AlertsBuild:
+    rows: int
+    mode: str  # "full", "incremental" or "unchanged"
+    changed_days: list[str] = field(default_factory=list)  # parsed incident days new or rebuilt since last build
+    alerts_written: int = 0  # alert rows (re)computed by this build
+
+
+def _sql_list(values: list[str]) -> str:
+    return "[" + ", ".join(sql_literal(v) for v in values) + "]"
+
+
+def _file_signature(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _alerts_sources(lake: Lake) -> dict[str, Any]:
+    """What the alerts would be built from now: the format, the assets file's signature (host context), and
+    each parsed incident day's source fingerprint (which changes whenever the day is re-parsed)."""
+    days = {}
+    for path in lake.root.glob(f"parsed_syslog/msg_class={INCIDENT_CLASS}/day=*/data.parquet"):
+        fingerprint = lake.file_metadata(path).get(SOURCE_FINGERPRINT)
+        days[path.parent.name.removeprefix("day=")] = (fingerprint.decode() if fingerprint
+                                                       else _file_signature(path))
+    assets = lake.root / "assets" / "data.parquet"
+    return {"format": ALERTS_FORMAT_VERSION, "assets": _file_signature(assets) if assets.exists() else "",
+            "days": days}
+
+
+def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
     """alerts: one row per (tenantid, huntress_id, huntress.organization_id, huntress.account_id),
-    the latest version, with host context from assets."""
-    with lake.connect() as con:
-        views = lake.register_views(con)
-        if "parsed_syslog" not in views or not any(
-                p.exists() for p in (lake.root / "parsed_syslog").glob(f"msg_class={INCIDENT_CLASS}/day=*/data.parquet")):
-            return 0
-        assets = "assets" if "assets" in views else (
-            "(SELECT NULL::VARCHAR AS tenantid, NULL::BIGINT AS agent_id, NULL::VARCHAR AS hostname, "
-            "NULL::VARCHAR AS os, NULL::VARCHAR AS ipv4_address, NULL::VARCHAR AS external_ip, "
-            "NULL::VARCHAR[] AS mac_addresses, NULL::VARCHAR AS domain_name WHERE false)")
-        final = lake.root / "alerts" / "data.parquet"
-        # DuckDB streams the query into the file (spilling under its memory limit): flat memory at any size.
-        with lake.lock("alerts"), lake.atomic_path(final) as tmp:
-            con.execute(f"COPY ({ALERTS_SQL.format(assets=assets)}) TO {sql_literal(str(tmp))} "
-                        "(FORMAT parquet, COMPRESSION zstd)")
-    write_ocsf(lake, "detection_finding")
-    return pq.read_metadata(final).num_rows
+    the latest version, with host context from assets; and its OCSF Detection Finding form.
+
+    Incremental: the alerts footer records what the table was built from (`_alerts_sources`). A build
+    recomputes only the keys with a version in a parsed day that changed since (or whose current row came
+    from such a day) and carries every other row over, so a sensor run that brings one new incident costs
+    a read of the version keys and a copy of the table, not a re-read of every parsed row. It is a full
+    build when asked, on the first build, when assets changed (host context), or when a day disappeared.
+    Versions are never removed from a day (raw commits merge), so an untouched key's row cannot go stale.
+    """
+    final = lake.root / "alerts" / "data.parquet"
+    with lake.lock("alerts"):
+        sources = _alerts_sources(lake)
+        if not sources["days"]:
+            return AlertsBuild(rows=0, mode="unchanged")
+        previous = None
+        if final.exists() and (recorded := lake.file_metadata(final).get(ALERTS_SOURCES)):
+            previous = json.loads(recorded)
+        incremental = (not full and previous is not None and previous["format"] == sources["format"]
+                       and previous["assets"] == sources["assets"] and set(previous["days"]) <= set(sources["days"]))
+        changed = sorted(day for day, fp in sources["days"].items()
+                         if not incremental or previous["days"].get(day) != fp)
+        if incremental and not changed:
+            return AlertsBuild(rows=pq.read_metadata(final).num_rows, mode="unchanged")
+        paths = {day: parsed_path(lake, INCIDENT_CLASS, day) for day in sources["days"]}
+        with lake.connect() as con:
+            views = lake.register_views(con)
+            con.execute("CREATE TEMP TABLE versions AS "
+                        + VERSION_KEYS_SQL.format(files=_sql_list([str(p) for p in paths.values()])))
+            touched = "SELECT DISTINCT tenantid, hid, oid, aid FROM versions"
+            if incremental:
+                touched += f" WHERE day IN ({', '.join(map(sql_literal, changed))})"
+                # keys whose current row came from a changed day (its latest version may have moved on)
+                touched += (f" UNION SELECT {', '.join(ALERTS_KEY_COLUMNS)} "
+                            f"FROM read_parquet({sql_literal(str(final))}) "
+                            f"WHERE CAST(CAST(updated_at AS DATE) AS VARCHAR) IN ({', '.join(map(sql_literal, changed))})")
+            con.execute(f"CREATE TEMP TABLE touched AS {touched}")
+            con.execute(f"CREATE TEMP TABLE latest_versions AS {LATEST_VERSIONS_SQL}")
+            row_days = [day for (day,) in con.execute("SELECT DISTINCT day FROM latest_versions").fetchall()]
+            rows_sql = ALERT_ROWS_SQL.format(files=_sql_list([str(paths[d]) for d in sorted(row_days)]),
+                                             assets="assets" if "assets" in views else NO_ASSETS_SQL)
+            con.execute(f"CREATE TEMP TABLE new_alerts AS {rows_sql}")
+            written = con.execute("SELECT count(*) FROM new_alerts").fetchone()[0]
+            kept = (f"SELECT * FROM read_parquet({sql_literal(str(final))}) o "
+                    f"ANTI JOIN touched t ON {_key_match('o', 't', ALERTS_KEY_COLUMNS)} UNION ALL BY NAME "
+                    if incremental else "")
+            metadata = sql_literal(json.dumps(sources, separators=(",", ":")))
+            # DuckDB streams the query into the file (spilling under its memory limit): flat memory at any size.
+            with lake.atomic_path(final) as tmp:
+                con.execute(f"COPY ({kept}SELECT * FROM new_alerts ORDER BY updated_at DESC, huntress_id) "
+                            f"TO {sql_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd, "
+                            f"KV_METADATA {{alerts_sources: {metadata}}})")
+            _write_detection_findings(lake, con, incremental)
+    return AlertsBuild(rows=pq.read_metadata(final).num_rows, mode="incremental" if incremental else "full",
+                       changed_days=changed, alerts_written=written)
 
 
 OCSF_TABLES = {
@@ -261,29 +360,61 @@ OCSF_TABLES = {
 }
 
 
-def _ocsf_event(kind: str, row: dict[str, Any]) -> dict[str, Any]:
+def _ocsf_events(kind: str, batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
+    rows = batch.to_pylist()
     if kind == "detection_finding":
         # alerts names the parsed row's alert_uid / portal_url for what they are
-        return ocsf.detection_finding({**row, "alert_uid": row["alert_id"], "portal_url": row["incident_report_url"]})
-    return ocsf.device_inventory_info(row)
+        events = [ocsf.detection_finding({**row, "alert_uid": row["alert_id"], "portal_url": row["incident_report_url"]})
+                  for row in rows]
+    else:
+        events = [ocsf.device_inventory_info(row) for row in rows]
+    return ocsf.to_table(events, schema)
+
+
+def _write_ocsf_batches(path: Path, kind: str, batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> int:
+    count = 0
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for batch in batches:
+            table = _ocsf_events(kind, batch, schema)
+            writer.write_table(table)
+            count += table.num_rows
+    return count
 
 
 def write_ocsf(lake: Lake, kind: str, batch_rows: int = 10_000) -> int:
-    """OCSF events (pinned version `ocsf.OCSF_VERSION`) from alerts or assets, streamed batch by batch."""
+    """OCSF events (pinned version `ocsf.OCSF_VERSION`) from assets (`device_inventory_info`) or alerts
+    (`detection_finding`), streamed batch by batch."""
     source_table, schema = OCSF_TABLES[kind]
     source = lake.root / source_table / "data.parquet"
     if not source.exists():
         return 0
     final = lake.root / "ocsf" / kind / "data.parquet"
-    count = 0
     schema = schema.with_metadata({b"ocsf_version": ocsf.OCSF_VERSION.encode()})
-    with lake.lock(f"ocsf/{kind}"), lake.atomic_path(final) as tmp, \
-            pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-        for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_rows):
-            events = [_ocsf_event(kind, row) for row in batch.to_pylist()]
-            writer.write_table(ocsf.to_table(events, schema))
-            count += len(events)
-    return count
+    with lake.lock(f"ocsf/{kind}"), lake.atomic_path(final) as tmp:
+        return _write_ocsf_batches(tmp, kind, pq.ParquetFile(source).iter_batches(batch_size=batch_rows), schema)
+
+
+def _write_detection_findings(lake: Lake, con: Any, incremental: bool, batch_rows: int = 10_000) -> None:
+    """OCSF Detection Findings for the alerts in `new_alerts`; an incremental build carries the findings of
+    every other alert over from the previous file (by finding_info.uid, the alert id)."""
+    final = lake.root / "ocsf" / "detection_finding" / "data.parquet"
+    schema = ocsf.DETECTION_FINDING_SCHEMA.with_metadata({b"ocsf_version": ocsf.OCSF_VERSION.encode()})
+    with lake.lock("ocsf/detection_finding"), lake.atomic_path(final) as tmp:
+        reader = con.sql("SELECT * FROM new_alerts ORDER BY updated_at DESC, huntress_id").to_arrow_reader(batch_rows)
+        if not (incremental and final.exists()):
+            _write_ocsf_batches(tmp, "detection_finding", reader, schema)
+            return
+        fresh = tmp.with_name(tmp.name + ".new")
+        try:
+            _write_ocsf_batches(fresh, "detection_finding", reader, schema)
+            con.execute(
+                f"COPY (SELECT * FROM read_parquet({sql_literal(str(final))}) o "
+                f"WHERE o.finding_info.uid NOT IN (SELECT alert_id FROM new_alerts) "
+                f"UNION ALL BY NAME SELECT * FROM read_parquet({sql_literal(str(fresh))})) "
+                f"TO {sql_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd, "
+                f"KV_METADATA {{ocsf_version: {sql_literal(ocsf.OCSF_VERSION)}}})")
+        finally:
+            fresh.unlink(missing_ok=True)
 
 
 def preview(lake: Lake, sql: str, limit: int = 5) -> list[dict[str, Any]]:

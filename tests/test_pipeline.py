@@ -20,6 +20,7 @@ from huntress_dagster.collect import parse_api_time
 from huntress_dagster.lake import Lake
 from huntress_dagster.resources import HuntressResource
 from huntress_dagster.simulator import DEMO_API_KEY, DEMO_API_SECRET
+from huntress_dagster.transform import build_alerts
 
 from .conftest import admin
 from .dagster_helpers import (
@@ -81,6 +82,39 @@ def test_full_materialization_then_sensor_run_makes_alerts_equal_the_truth(simul
     with dg.build_sensor_context(instance=pipeline.instance, resources=resources,
                                  cursor=result.cursor) as context:
         assert not sensor(context).run_requests
+
+
+def alerts_build_mode(pipeline) -> str:
+    event = pipeline.instance.get_latest_materialization_event(dg.AssetKey("alerts"))
+    return event.asset_materialization.metadata["build"].value
+
+
+def test_incremental_alerts_equal_a_full_rebuild(simulator, tmp_path):
+    pipeline = make_pipeline(simulator, tmp_path)
+    assert pipeline.run_agents().success and pipeline.run_incidents().success
+    assert alerts_build_mode(pipeline) == "full"  # the first build
+    lake = Lake(pipeline.lake_dir)
+    assert build_alerts(lake).mode == "unchanged"  # nothing parsed since: the table is left as it is
+
+    # New incidents and status changes of old ones (their latest version moves to today's partition).
+    admin(simulator, "tick", {"new_incidents": 6, "status_changes": 8})
+    assert pipeline.run_incidents(today() - timedelta(days=1), today()).success
+    assert alerts_build_mode(pipeline) == "incremental"
+    event = pipeline.instance.get_latest_materialization_event(dg.AssetKey("alerts"))
+    recomputed = event.asset_materialization.metadata["alerts_recomputed"].value
+    total = len(admin(simulator, "truth/incidents")["incident_reports"])
+    assert 14 <= recomputed < total / 4  # the touched keys, not the table
+    assert lake_alerts(pipeline) == truth_alerts(simulator)
+    incremental = {t: table_snapshot(pipeline.lake_dir, t) for t in ("alerts", "ocsf_detection_finding")}
+
+    assert build_alerts(lake, full=True).mode == "full"
+    assert {t: table_snapshot(pipeline.lake_dir, t) for t in incremental} == incremental
+
+    # New host context (assets) means every alert may change: the next build is a full one.
+    admin(simulator, "tick", {"new_incidents": 0, "status_changes": 0, "agent_changes": 5})
+    assert pipeline.run_agents().success
+    assert alerts_build_mode(pipeline) == "full"
+    assert lake_alerts(pipeline) == truth_alerts(simulator)
 
 
 def test_alerts_carry_host_context_links_and_ocsf_ids(simulator, tmp_path):
