@@ -389,10 +389,6 @@ def make_pipeline(
 
     lake_dir = workdir / "lake"
     state_path = workdir / "ratelimit.sqlite"
-    # Workaround: Lake.connect() points DuckDB's temp_directory at lake/_tmp/duckdb, but DuckDB creates
-    # only the last level of that path, so the first query that spills (alerts over ~100k incidents)
-    # fails with "Failed to create directory .../_tmp/duckdb". Pre-create the parent until that is fixed.
-    (lake_dir / "_tmp").mkdir(parents=True, exist_ok=True)
     start = utc_today() - timedelta(days=history_days + 1)
     settings = dataclasses.replace(
         Settings.from_env({}),

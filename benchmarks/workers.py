@@ -43,10 +43,6 @@ def sim(world_json: str, config_json: str) -> None:
     world = World(WorldConfig(**json.loads(world_json)))
     build_seconds = time.monotonic() - started
     server = SimulatorServer(world, SimulatorConfig(**json.loads(config_json)))
-    # The simulator writes headers and body in two send()s; with Nagle on, every keep-alive response
-    # then waits ~40 ms for the client's delayed ACK (a cap of ~21 requests/s per connection that no real
-    # API has). TCP_NODELAY removes that artefact so that latencies and rates are the pipeline's own.
-    server.httpd.RequestHandlerClass.disable_nagle_algorithm = True
     server.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
