@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from . import parsing
 from .parsing import ocsf
-from .lake import SOURCE_FINGERPRINT, Lake, as_date, sql_literal
+from .lake import SOURCE_FINGERPRINT, Lake, as_date, parquet_copy_options, sql_literal
 
 INCIDENT_CLASS = "huntress_incident_report"
 AGENT_CLASS = "huntress_agent"
@@ -200,6 +200,7 @@ def build_asset_inventory(lake: Lake, ctx: parsing.ParseContext, now: datetime |
 # collection. NULL organization/account ids are part of a key, hence IS NOT DISTINCT FROM in the joins.
 ALERT_KEY_COLUMNS = ("tenantid", "hid", "oid", "aid")
 ALERTS_SOURCES = b"alerts_sources"  # alerts footer: what the table was built from (JSON, see build_alerts)
+ALERTS_ROW_GROUP_ROWS = 16_384  # ~40 MB of alerts rows: see parquet_copy_options
 ALERTS_FORMAT_VERSION = "2"  # bump when ALERT_ROWS_SQL changes: the next build is then a full one
 
 
@@ -234,13 +235,11 @@ ALERT_ROWS_SQL = """
 WITH latest AS (
     SELECT p.*, l.version_count, l.first_collected_at
     FROM read_parquet({files}, hive_partitioning = true, union_by_name = true) p
-    JOIN latest_versions l
+    JOIN latest_versions l  -- one parsed row per version: (id, updated_at) is unique within a day
       ON p.tenantid = l.tenantid AND p.huntress.id = l.hid
      AND p.huntress.organization_id IS NOT DISTINCT FROM l.oid
      AND p.huntress.account_id IS NOT DISTINCT FROM l.aid
      AND p.huntress.updated_at = l.updated_at AND p.collected_at = l.collected_at
-    QUALIFY row_number() OVER (PARTITION BY p.tenantid, p.huntress.id, p.huntress.organization_id,
-                                            p.huntress.account_id) = 1
 )
 SELECT latest.alert_uid AS alert_id, latest.tenantid, latest.tenant_name, latest.huntress.id AS huntress_id,
        latest.huntress.organization_id AS organization_id, latest.huntress.account_id AS account_id,
@@ -296,15 +295,22 @@ def _alerts_sources(lake: Lake) -> dict[str, Any]:
             "days": days}
 
 
+# Host context in alerts, and where it comes from in assets.
+HOST_CONTEXT_COLUMNS = {"hostname": "hostname", "host_os": "os", "host_ipv4": "ipv4_address",
+                        "host_external_ip": "external_ip", "host_mac_addresses": "mac_addresses",
+                        "host_domain_name": "domain_name"}
+
+
 def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
     """alerts: one row per (tenantid, huntress_id, huntress.organization_id, huntress.account_id),
     the latest version, with host context from assets; and its OCSF Detection Finding form.
 
     Incremental: the alerts footer records what the table was built from (`_alerts_sources`). A build
-    recomputes only the keys with a version in a parsed day that changed since (or whose current row came
-    from such a day) and carries every other row over, so a sensor run that brings one new incident costs
-    a read of the version keys and a copy of the table, not a re-read of every parsed row. It is a full
-    build when asked, on the first build, when assets changed (host context), or when a day disappeared.
+    recomputes only the touched keys: those with a version in a parsed day that changed since, those whose
+    current row came from such a day, and, when assets were rebuilt, those whose host context differs from
+    assets now. Every other row (and its OCSF finding) is carried over, so a sensor run that brings one
+    incident costs a read of the version keys and a copy of the table, not a re-read of every parsed row.
+    It is a full build when asked, on the first build, after a format change, or when a day disappeared.
     Versions are never removed from a day (raw commits merge), so an untouched key's row cannot go stale.
     """
     final = lake.root / "alerts" / "data.parquet"
@@ -316,40 +322,58 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
         if final.exists() and (recorded := lake.file_metadata(final).get(ALERTS_SOURCES)):
             previous = json.loads(recorded)
         incremental = (not full and previous is not None and previous["format"] == sources["format"]
-                       and previous["assets"] == sources["assets"] and set(previous["days"]) <= set(sources["days"]))
+                       and set(previous["days"]) <= set(sources["days"]))
         changed = sorted(day for day, fp in sources["days"].items()
                          if not incremental or previous["days"].get(day) != fp)
-        if incremental and not changed:
+        assets_changed = incremental and previous["assets"] != sources["assets"]
+        if incremental and not changed and not assets_changed:
             return AlertsBuild(rows=pq.read_metadata(final).num_rows, mode="unchanged")
         paths = {day: parsed_path(lake, INCIDENT_CLASS, day) for day in sources["days"]}
         with lake.connect() as con:
             views = lake.register_views(con)
+            assets = "assets" if "assets" in views else NO_ASSETS_SQL
             con.execute("CREATE TEMP TABLE versions AS "
                         + VERSION_KEYS_SQL.format(files=_sql_list([str(p) for p in paths.values()])))
             touched = "SELECT DISTINCT tenantid, hid, oid, aid FROM versions"
             if incremental:
-                touched += f" WHERE day IN ({', '.join(map(sql_literal, changed))})"
+                old = f"SELECT {', '.join('o.' + c for c in ALERTS_KEY_COLUMNS)} FROM read_parquet({sql_literal(str(final))}) o"
+                days = ", ".join(map(sql_literal, changed or [""]))
+                touched += f" WHERE day IN ({days})"
                 # keys whose current row came from a changed day (its latest version may have moved on)
-                touched += (f" UNION SELECT {', '.join(ALERTS_KEY_COLUMNS)} "
-                            f"FROM read_parquet({sql_literal(str(final))}) "
-                            f"WHERE CAST(CAST(updated_at AS DATE) AS VARCHAR) IN ({', '.join(map(sql_literal, changed))})")
+                touched += f" UNION {old} WHERE CAST(CAST(updated_at AS DATE) AS VARCHAR) IN ({days})"
+                if assets_changed:  # keys whose host context is no longer what assets say
+                    differs = " OR ".join(f"o.{mine} IS DISTINCT FROM a.{theirs}"
+                                          for mine, theirs in HOST_CONTEXT_COLUMNS.items())
+                    touched += (f" UNION {old} LEFT JOIN {assets} a ON a.tenantid = o.tenantid "
+                                f"AND a.agent_id = o.agent_id WHERE {differs}")
             con.execute(f"CREATE TEMP TABLE touched AS {touched}")
             con.execute(f"CREATE TEMP TABLE latest_versions AS {LATEST_VERSIONS_SQL}")
             row_days = [day for (day,) in con.execute("SELECT DISTINCT day FROM latest_versions").fetchall()]
-            rows_sql = ALERT_ROWS_SQL.format(files=_sql_list([str(paths[d]) for d in sorted(row_days)]),
-                                             assets="assets" if "assets" in views else NO_ASSETS_SQL)
-            con.execute(f"CREATE TEMP TABLE new_alerts AS {rows_sql}")
-            written = con.execute("SELECT count(*) FROM new_alerts").fetchone()[0]
-            kept = (f"SELECT * FROM read_parquet({sql_literal(str(final))}) o "
-                    f"ANTI JOIN touched t ON {_key_match('o', 't', ALERTS_KEY_COLUMNS)} UNION ALL BY NAME "
-                    if incremental else "")
-            metadata = sql_literal(json.dumps(sources, separators=(",", ":")))
-            # DuckDB streams the query into the file (spilling under its memory limit): flat memory at any size.
+            # (no touched key: any file will do, the join with no latest version yields no row)
+            rows_sql = ALERT_ROWS_SQL.format(files=_sql_list([str(paths[d]) for d in sorted(row_days or paths)]),
+                                             assets=assets)
+            options = parquet_copy_options(ALERTS_ROW_GROUP_ROWS,
+                                           alerts_sources=json.dumps(sources, separators=(",", ":")))
+            # DuckDB streams each query into its file: flat memory at any size (no ORDER BY, and no
+            # insertion order to keep, both of which buffer rows up to DuckDB's memory limit). A full build
+            # writes the new rows straight into the table; an incremental one keeps the touched rows in a
+            # temporary table and copies the others over from the previous file.
+            con.execute("SET preserve_insertion_order = false")
             with lake.atomic_path(final) as tmp:
-                con.execute(f"COPY ({kept}SELECT * FROM new_alerts ORDER BY updated_at DESC, huntress_id) "
-                            f"TO {sql_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd, "
-                            f"KV_METADATA {{alerts_sources: {metadata}}})")
-            _write_detection_findings(lake, con, incremental)
+                if incremental:
+                    con.execute(f"CREATE TEMP TABLE new_alerts AS {rows_sql}")
+                    con.execute(f"COPY (SELECT * FROM new_alerts UNION ALL BY NAME "
+                                f"SELECT * FROM read_parquet({sql_literal(str(final))}) o "
+                                f"ANTI JOIN touched t ON {_key_match('o', 't', ALERTS_KEY_COLUMNS)}) "
+                                f"TO {sql_literal(str(tmp))} {options}")
+                    written = con.execute("SELECT count(*) FROM new_alerts").fetchall()[0][0]
+                else:
+                    con.execute(f"COPY ({rows_sql}) TO {sql_literal(str(tmp))} {options}")
+                    written = pq.read_metadata(tmp).num_rows
+            if incremental:
+                _merge_detection_findings(lake, con)
+            else:
+                write_ocsf(lake, "detection_finding")
     return AlertsBuild(rows=pq.read_metadata(final).num_rows, mode="incremental" if incremental else "full",
                        changed_days=changed, alerts_written=written)
 
@@ -360,14 +384,18 @@ OCSF_TABLES = {
 }
 
 
+# alerts names the parsed row's alert_uid / portal_url for what they are
+_ALERTS_RENAMED = {"alert_uid": "alert_id", "portal_url": "incident_report_url"}
+# The alerts columns the OCSF findings need (Python rows of only these: to_pylist is half the cost).
+OCSF_ALERT_COLUMNS = [_ALERTS_RENAMED.get(c, c) for c in ocsf.DETECTION_FINDING_INPUTS]
+
+
 def _ocsf_events(kind: str, batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
-    rows = batch.to_pylist()
     if kind == "detection_finding":
-        # alerts names the parsed row's alert_uid / portal_url for what they are
-        events = [ocsf.detection_finding({**row, "alert_uid": row["alert_id"], "portal_url": row["incident_report_url"]})
-                  for row in rows]
+        batch = batch.select(OCSF_ALERT_COLUMNS).rename_columns(list(ocsf.DETECTION_FINDING_INPUTS))
+        events = [ocsf.detection_finding(row) for row in batch.to_pylist()]
     else:
-        events = [ocsf.device_inventory_info(row) for row in rows]
+        events = [ocsf.device_inventory_info(row) for row in batch.to_pylist()]
     return ocsf.to_table(events, schema)
 
 
@@ -391,28 +419,30 @@ def write_ocsf(lake: Lake, kind: str, batch_rows: int = 10_000) -> int:
     final = lake.root / "ocsf" / kind / "data.parquet"
     schema = schema.with_metadata({b"ocsf_version": ocsf.OCSF_VERSION.encode()})
     with lake.lock(f"ocsf/{kind}"), lake.atomic_path(final) as tmp:
-        return _write_ocsf_batches(tmp, kind, pq.ParquetFile(source).iter_batches(batch_size=batch_rows), schema)
+        columns = OCSF_ALERT_COLUMNS if kind == "detection_finding" else None
+        batches = pq.ParquetFile(source).iter_batches(batch_size=batch_rows, columns=columns)
+        return _write_ocsf_batches(tmp, kind, batches, schema)
 
 
-def _write_detection_findings(lake: Lake, con: Any, incremental: bool, batch_rows: int = 10_000) -> None:
-    """OCSF Detection Findings for the alerts in `new_alerts`; an incremental build carries the findings of
-    every other alert over from the previous file (by finding_info.uid, the alert id)."""
+def _merge_detection_findings(lake: Lake, con: Any, batch_rows: int = 10_000) -> None:
+    """OCSF Detection Findings after an incremental alerts build: findings for the alerts in `new_alerts`,
+    every other one carried over from the previous file (by finding_info.uid, the alert id)."""
     final = lake.root / "ocsf" / "detection_finding" / "data.parquet"
+    if not final.exists():
+        write_ocsf(lake, "detection_finding")
+        return
     schema = ocsf.DETECTION_FINDING_SCHEMA.with_metadata({b"ocsf_version": ocsf.OCSF_VERSION.encode()})
     with lake.lock("ocsf/detection_finding"), lake.atomic_path(final) as tmp:
-        reader = con.sql("SELECT * FROM new_alerts ORDER BY updated_at DESC, huntress_id").to_arrow_reader(batch_rows)
-        if not (incremental and final.exists()):
-            _write_ocsf_batches(tmp, "detection_finding", reader, schema)
-            return
         fresh = tmp.with_name(tmp.name + ".new")
         try:
-            _write_ocsf_batches(fresh, "detection_finding", reader, schema)
+            with con.sql(f"SELECT {', '.join(OCSF_ALERT_COLUMNS)} FROM new_alerts").to_arrow_reader(batch_rows) as reader:
+                _write_ocsf_batches(fresh, "detection_finding", reader, schema)
             con.execute(
-                f"COPY (SELECT * FROM read_parquet({sql_literal(str(final))}) o "
-                f"WHERE o.finding_info.uid NOT IN (SELECT alert_id FROM new_alerts) "
-                f"UNION ALL BY NAME SELECT * FROM read_parquet({sql_literal(str(fresh))})) "
-                f"TO {sql_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd, "
-                f"KV_METADATA {{ocsf_version: {sql_literal(ocsf.OCSF_VERSION)}}})")
+                f"COPY (SELECT * FROM read_parquet({sql_literal(str(fresh))}) UNION ALL BY NAME "
+                f"SELECT o.* FROM read_parquet({sql_literal(str(final))}) o "
+                f"ANTI JOIN new_alerts n ON o.finding_info.uid = n.alert_id) "
+                f"TO {sql_literal(str(tmp))} "
+                f"{parquet_copy_options(ALERTS_ROW_GROUP_ROWS, ocsf_version=ocsf.OCSF_VERSION)}")
         finally:
             fresh.unlink(missing_ok=True)
 

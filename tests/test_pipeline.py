@@ -12,6 +12,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
+import duckdb
 import pytest
 
 from huntress_dagster.automation import INCIDENTS_JOB, connection_test_job
@@ -110,11 +111,24 @@ def test_incremental_alerts_equal_a_full_rebuild(simulator, tmp_path):
     assert build_alerts(lake, full=True).mode == "full"
     assert {t: table_snapshot(pipeline.lake_dir, t) for t in incremental} == incremental
 
-    # New host context (assets) means every alert may change: the next build is a full one.
-    admin(simulator, "tick", {"new_incidents": 0, "status_changes": 0, "agent_changes": 5})
+    # A new assets build: only the alerts whose host columns no longer match assets are recomputed.
+    admin(simulator, "tick", {"new_incidents": 0, "status_changes": 0, "agent_changes": 12})
     assert pipeline.run_agents().success
-    assert alerts_build_mode(pipeline) == "full"
+    assert alerts_build_mode(pipeline) == "incremental"
     assert lake_alerts(pipeline) == truth_alerts(simulator)
+    # A host renamed (as a new assets file would say): its alerts, and only they, take the new name.
+    [(agent_id, n)] = pipeline.query("SELECT agent_id, count(*) FROM alerts WHERE agent_id IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1")
+    assets_file = pipeline.lake_dir / "assets" / "data.parquet"
+    with duckdb.connect() as con:
+        con.execute(f"COPY (SELECT * REPLACE (CASE WHEN agent_id = {agent_id} THEN 'RENAMED-HOST' ELSE hostname END "
+                    f"AS hostname) FROM '{assets_file}') TO '{assets_file}.new' (FORMAT parquet)")
+    os.replace(f"{assets_file}.new", assets_file)
+    build = build_alerts(lake)
+    assert (build.mode, build.alerts_written) == ("incremental", n)
+    assert pipeline.query("SELECT count(*) FROM alerts WHERE hostname = 'RENAMED-HOST'") == [(n,)]
+    incremental = {t: table_snapshot(pipeline.lake_dir, t) for t in incremental}
+    assert build_alerts(lake, full=True).mode == "full"
+    assert {t: table_snapshot(pipeline.lake_dir, t) for t in incremental} == incremental
 
 
 def test_alerts_carry_host_context_links_and_ocsf_ids(simulator, tmp_path):
