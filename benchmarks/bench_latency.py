@@ -42,12 +42,12 @@ DAEMON_TIMEOUT_S = 300  # one daemon trial: a sensor interval, a run launch and 
 
 
 def _alert_present(lake_dir: Path, incident_id: int) -> bool:
-    alerts = lake_dir / "alerts" / "data.parquet"
-    if not alerts.exists():
+    parts = sorted(str(path) for path in (lake_dir / "alerts").glob("part-*.parquet"))
+    if not parts:
         return False
-    with duckdb.connect() as con:  # runs replace the file by rename: every read sees a whole file
-        return con.execute(f"SELECT count(*) FROM read_parquet('{alerts}') WHERE huntress_id = ?",
-                           [incident_id]).fetchone()[0] == 1
+    with duckdb.connect() as con:  # runs replace each file by rename: every read sees a whole file
+        return con.execute("SELECT count(*) FROM read_parquet(?) WHERE huntress_id = ?",
+                           [parts, incident_id]).fetchall()[0][0] == 1
 
 
 def daemon_trials(sim: SimProcess, pipeline: Any, workdir: Path, trials: int) -> list[float]:

@@ -14,13 +14,13 @@ AGENTS_STALE_AFTER = timedelta(hours=26)
 
 def duplicate_alert_keys(lake: Lake) -> int:
     """Keys of the reference's dedup tuple that occur more than once in alerts."""
-    path = lake.root / "alerts" / "data.parquet"
-    if not path.exists():
+    parts = [str(path) for path in lake.files("alerts")]
+    if not parts:
         return 0
     with lake.connect() as con:
         return con.execute(
             "SELECT count(*) FROM (SELECT tenantid, huntress_id, organization_id, account_id FROM read_parquet(?) "
-            "GROUP BY ALL HAVING count(*) > 1)", [str(path)]).fetchone()[0]
+            "GROUP BY ALL HAVING count(*) > 1)", [parts]).fetchall()[0][0]
 
 
 def missing_incident_days(lake: Lake, today: date | None = None) -> tuple[list[date], list[str]]:

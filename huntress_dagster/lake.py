@@ -5,7 +5,9 @@ Plain Python (no Dagster). Layout under the lake root:
     raw_incidents/day=YYYY-MM-DD/data.parquet     API objects verbatim, every version, by updated_at day
     raw_agents/day=YYYY-MM-DD/snapshot-<ts>.parquet   inventory snapshots (history kept)
     parsed_syslog/msg_class=<class>/day=YYYY-MM-DD/data.parquet
-    alerts/data.parquet, assets/data.parquet, ocsf/<class>/data.parquet
+    alerts/part-NN.parquet                          16 parts by Huntress id (a run rewrites the parts it touches)
+    ocsf/detection_finding/part-NN.parquet          the same parts
+    assets/data.parquet, ocsf/device_inventory_info/data.parquet
     huntress.duckdb                                 views over all of the above
 
 Why this shape: DuckDB lets one process write a database file and locks out every other process,
@@ -61,9 +63,9 @@ TABLE_GLOBS = {
     "raw_incidents": "raw_incidents/day=*/data.parquet",
     "raw_agents": "raw_agents/day=*/snapshot-*.parquet",
     "parsed_syslog": "parsed_syslog/msg_class=*/day=*/data.parquet",
-    "alerts": "alerts/data.parquet",
+    "alerts": "alerts/part-*.parquet",
     "assets": "assets/data.parquet",
-    "ocsf_detection_finding": "ocsf/detection_finding/data.parquet",
+    "ocsf_detection_finding": "ocsf/detection_finding/part-*.parquet",
     "ocsf_device_inventory_info": "ocsf/device_inventory_info/data.parquet",
 }
 HIVE_TABLES = {"raw_incidents", "raw_agents", "parsed_syslog"}

@@ -192,16 +192,16 @@ def build_asset_inventory(lake: Lake, ctx: parsing.ParseContext, now: datetime |
                 writer.write_table(table)
                 count += table.num_rows
             writer.close()
-    write_ocsf(lake, "device_inventory_info")
+    write_device_inventory(lake)
     return count
 
 
 # The key of an alert, and the version order that picks its row: the latest `updated_at`, then the latest
 # collection. NULL organization/account ids are part of a key, hence IS NOT DISTINCT FROM in the joins.
 ALERT_KEY_COLUMNS = ("tenantid", "hid", "oid", "aid")
-ALERTS_SOURCES = b"alerts_sources"  # alerts footer: what the table was built from (JSON, see build_alerts)
+ALERT_PARTS = 16  # alerts and findings files, by Huntress id: a run rewrites only the parts it touches
 ALERTS_ROW_GROUP_ROWS = 16_384  # ~40 MB of alerts rows: see parquet_copy_options
-ALERTS_FORMAT_VERSION = "2"  # bump when ALERT_ROWS_SQL changes: the next build is then a full one
+ALERTS_FORMAT_VERSION = "3"  # bump when ALERT_ROWS_SQL changes: the next build is then a full one
 
 
 ALERTS_KEY_COLUMNS = ("tenantid", "huntress_id", "organization_id", "account_id")  # the same key in alerts
@@ -301,42 +301,60 @@ HOST_CONTEXT_COLUMNS = {"hostname": "hostname", "host_os": "os", "host_ipv4": "i
                         "host_domain_name": "domain_name"}
 
 
+def alerts_part(lake: Lake, bucket: int) -> Path:
+    return lake.root / "alerts" / f"part-{bucket:02d}.parquet"
+
+
+def findings_part(lake: Lake, bucket: int) -> Path:
+    return lake.root / "ocsf" / "detection_finding" / f"part-{bucket:02d}.parquet"
+
+
+def _bucket_of(id_sql: str) -> str:
+    """SQL for the part an alert lives in: a function of its Huntress id alone, so a key never moves."""
+    return f"((coalesce({id_sql}, 0) % {ALERT_PARTS} + {ALERT_PARTS}) % {ALERT_PARTS})"
+
+
 def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
     """alerts: one row per (tenantid, huntress_id, huntress.organization_id, huntress.account_id),
     the latest version, with host context from assets; and its OCSF Detection Finding form.
 
-    Incremental: the alerts footer records what the table was built from (`_alerts_sources`). A build
+    Both tables are split into ALERT_PARTS files by Huntress id, and built incrementally:
+    `alerts/_built_from.json` records what they were built from (`_alerts_sources`), and a build
     recomputes only the touched keys: those with a version in a parsed day that changed since, those whose
     current row came from such a day, and, when assets were rebuilt, those whose host context differs from
-    assets now. Every other row (and its OCSF finding) is carried over, so a sensor run that brings one
-    incident costs a read of the version keys and a copy of the table, not a re-read of every parsed row.
-    It is a full build when asked, on the first build, after a format change, or when a day disappeared.
-    Versions are never removed from a day (raw commits merge), so an untouched key's row cannot go stale.
+    assets now. Only the parts holding a touched key are rewritten (the touched rows plus the part's other
+    rows copied over), so a sensor run that brings one incident costs a read of the version keys and a
+    copy of one part, whatever the size of the lake. It is a full build when asked, on the first build,
+    after a format change, or when a day disappeared. The record is written after the parts: a crash in
+    between only makes the next build recompute more. Versions are never removed from a day (raw commits
+    merge), so an untouched key's row cannot go stale.
     """
-    final = lake.root / "alerts" / "data.parquet"
+    state = lake.root / "alerts" / "_built_from.json"
     with lake.lock("alerts"):
         sources = _alerts_sources(lake)
         if not sources["days"]:
             return AlertsBuild(rows=0, mode="unchanged")
-        previous = None
-        if final.exists() and (recorded := lake.file_metadata(final).get(ALERTS_SOURCES)):
-            previous = json.loads(recorded)
+        previous = json.loads(state.read_text()) if state.exists() else None
         incremental = (not full and previous is not None and previous["format"] == sources["format"]
-                       and set(previous["days"]) <= set(sources["days"]))
+                       and set(previous["days"]) <= set(sources["days"])
+                       and all(alerts_part(lake, b).exists() for b in range(ALERT_PARTS)))
         changed = sorted(day for day, fp in sources["days"].items()
                          if not incremental or previous["days"].get(day) != fp)
         assets_changed = incremental and previous["assets"] != sources["assets"]
         if incremental and not changed and not assets_changed:
-            return AlertsBuild(rows=pq.read_metadata(final).num_rows, mode="unchanged")
+            return AlertsBuild(rows=_alert_rows(lake), mode="unchanged")
         paths = {day: parsed_path(lake, INCIDENT_CLASS, day) for day in sources["days"]}
         with lake.connect() as con:
+            # Streamed writes: no insertion order to keep (DuckDB would buffer rows for it)
+            con.execute("SET preserve_insertion_order = false")
             views = lake.register_views(con)
             assets = "assets" if "assets" in views else NO_ASSETS_SQL
             con.execute("CREATE TEMP TABLE versions AS "
                         + VERSION_KEYS_SQL.format(files=_sql_list([str(p) for p in paths.values()])))
             touched = "SELECT DISTINCT tenantid, hid, oid, aid FROM versions"
             if incremental:
-                old = f"SELECT {', '.join('o.' + c for c in ALERTS_KEY_COLUMNS)} FROM read_parquet({sql_literal(str(final))}) o"
+                parts = _sql_list([str(alerts_part(lake, b)) for b in range(ALERT_PARTS)])
+                old = f"SELECT {', '.join('o.' + c for c in ALERTS_KEY_COLUMNS)} FROM read_parquet({parts}) o"
                 days = ", ".join(map(sql_literal, changed or [""]))
                 touched += f" WHERE day IN ({days})"
                 # keys whose current row came from a changed day (its latest version may have moved on)
@@ -352,36 +370,56 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
             # (no touched key: any file will do, the join with no latest version yields no row)
             rows_sql = ALERT_ROWS_SQL.format(files=_sql_list([str(paths[d]) for d in sorted(row_days or paths)]),
                                              assets=assets)
-            options = parquet_copy_options(ALERTS_ROW_GROUP_ROWS,
-                                           alerts_sources=json.dumps(sources, separators=(",", ":")))
-            # DuckDB streams each query into its file: flat memory at any size (no ORDER BY, and no
-            # insertion order to keep, both of which buffer rows up to DuckDB's memory limit). A full build
-            # writes the new rows straight into the table; an incremental one keeps the touched rows in a
-            # temporary table and copies the others over from the previous file.
-            con.execute("SET preserve_insertion_order = false")
-            with lake.atomic_path(final) as tmp:
-                if incremental:
-                    con.execute(f"CREATE TEMP TABLE new_alerts AS {rows_sql}")
-                    con.execute(f"COPY (SELECT * FROM new_alerts UNION ALL BY NAME "
-                                f"SELECT * FROM read_parquet({sql_literal(str(final))}) o "
-                                f"ANTI JOIN touched t ON {_key_match('o', 't', ALERTS_KEY_COLUMNS)}) "
-                                f"TO {sql_literal(str(tmp))} {options}")
-                    written = con.execute("SELECT count(*) FROM new_alerts").fetchall()[0][0]
-                else:
-                    con.execute(f"COPY ({rows_sql}) TO {sql_literal(str(tmp))} {options}")
-                    written = pq.read_metadata(tmp).num_rows
-            if incremental:
-                _merge_detection_findings(lake, con)
-            else:
-                write_ocsf(lake, "detection_finding")
-    return AlertsBuild(rows=pq.read_metadata(final).num_rows, mode="incremental" if incremental else "full",
+            # The touched rows, once (a full build's spill to disk past DuckDB's memory limit).
+            con.execute(f"CREATE TEMP TABLE new_alerts AS SELECT *, {_bucket_of('huntress_id')} AS part "
+                        f"FROM ({rows_sql})")
+            written = con.execute("SELECT count(*) FROM new_alerts").fetchall()[0][0]
+            buckets = range(ALERT_PARTS) if not incremental else sorted(
+                b for (b,) in con.execute(f"SELECT DISTINCT {_bucket_of('hid')} FROM touched").fetchall())
+            for bucket in buckets:
+                _write_alerts_part(lake, con, bucket, incremental)
+            if not incremental:  # the single-file layout of earlier versions
+                (lake.root / "alerts" / "data.parquet").unlink(missing_ok=True)
+                (lake.root / "ocsf" / "detection_finding" / "data.parquet").unlink(missing_ok=True)
+        with lake.atomic_path(state) as tmp:
+            tmp.write_text(json.dumps(sources, separators=(",", ":")))
+    return AlertsBuild(rows=_alert_rows(lake), mode="incremental" if incremental else "full",
                        changed_days=changed, alerts_written=written)
 
 
-OCSF_TABLES = {
-    "detection_finding": ("alerts", ocsf.DETECTION_FINDING_SCHEMA),
-    "device_inventory_info": ("assets", ocsf.DEVICE_INVENTORY_INFO_SCHEMA),
-}
+def _alert_rows(lake: Lake) -> int:
+    return sum(pq.read_metadata(path).num_rows for path in lake.files("alerts"))
+
+
+def _write_alerts_part(lake: Lake, con: Any, bucket: int, incremental: bool, batch_rows: int = 10_000) -> None:
+    """One part of alerts and of its findings: the touched rows of the bucket (`new_alerts`), plus, in an
+    incremental build, the part's other rows carried over from its previous file."""
+    fresh = f"SELECT * EXCLUDE (part) FROM new_alerts WHERE part = {bucket}"
+    alerts_file, findings_file = alerts_part(lake, bucket), findings_part(lake, bucket)
+    with lake.atomic_path(alerts_file) as tmp:
+        query = fresh
+        if incremental:
+            query += (f" UNION ALL BY NAME SELECT * FROM read_parquet({sql_literal(str(alerts_file))}) o "
+                      f"ANTI JOIN touched t ON {_key_match('o', 't', ALERTS_KEY_COLUMNS)}")
+        con.execute(f"COPY ({query}) TO {sql_literal(str(tmp))} {parquet_copy_options(ALERTS_ROW_GROUP_ROWS)}")
+    schema = ocsf.DETECTION_FINDING_SCHEMA.with_metadata({b"ocsf_version": ocsf.OCSF_VERSION.encode()})
+    with lake.lock("ocsf/detection_finding"), lake.atomic_path(findings_file) as tmp:
+        columns = ", ".join(OCSF_ALERT_COLUMNS)
+        with con.sql(f"SELECT {columns} FROM new_alerts WHERE part = {bucket}").to_arrow_reader(batch_rows) as reader:
+            if not (incremental and findings_file.exists()):
+                _write_ocsf_batches(tmp, "detection_finding", reader, schema)
+                return
+            new_findings = tmp.with_name(tmp.name + ".new")
+            _write_ocsf_batches(new_findings, "detection_finding", reader, schema)
+        try:  # findings of the other alerts of the part carried over, by finding_info.uid (the alert id)
+            options = parquet_copy_options(ALERTS_ROW_GROUP_ROWS, ocsf_version=ocsf.OCSF_VERSION)
+            con.execute(
+                f"COPY (SELECT * FROM read_parquet({sql_literal(str(new_findings))}) UNION ALL BY NAME "
+                f"SELECT o.* FROM read_parquet({sql_literal(str(findings_file))}) o "
+                f"ANTI JOIN (SELECT alert_id FROM new_alerts WHERE part = {bucket}) n "
+                f"ON o.finding_info.uid = n.alert_id) TO {sql_literal(str(tmp))} {options}")
+        finally:
+            new_findings.unlink(missing_ok=True)
 
 
 # alerts names the parsed row's alert_uid / portal_url for what they are
@@ -409,42 +447,16 @@ def _write_ocsf_batches(path: Path, kind: str, batches: Iterator[pa.RecordBatch]
     return count
 
 
-def write_ocsf(lake: Lake, kind: str, batch_rows: int = 10_000) -> int:
-    """OCSF events (pinned version `ocsf.OCSF_VERSION`) from assets (`device_inventory_info`) or alerts
-    (`detection_finding`), streamed batch by batch."""
-    source_table, schema = OCSF_TABLES[kind]
-    source = lake.root / source_table / "data.parquet"
+def write_device_inventory(lake: Lake, batch_rows: int = 10_000) -> int:
+    """OCSF Device Inventory Info events (pinned version `ocsf.OCSF_VERSION`) from assets, batch by batch."""
+    source = lake.root / "assets" / "data.parquet"
     if not source.exists():
         return 0
-    final = lake.root / "ocsf" / kind / "data.parquet"
-    schema = schema.with_metadata({b"ocsf_version": ocsf.OCSF_VERSION.encode()})
-    with lake.lock(f"ocsf/{kind}"), lake.atomic_path(final) as tmp:
-        columns = OCSF_ALERT_COLUMNS if kind == "detection_finding" else None
-        batches = pq.ParquetFile(source).iter_batches(batch_size=batch_rows, columns=columns)
-        return _write_ocsf_batches(tmp, kind, batches, schema)
-
-
-def _merge_detection_findings(lake: Lake, con: Any, batch_rows: int = 10_000) -> None:
-    """OCSF Detection Findings after an incremental alerts build: findings for the alerts in `new_alerts`,
-    every other one carried over from the previous file (by finding_info.uid, the alert id)."""
-    final = lake.root / "ocsf" / "detection_finding" / "data.parquet"
-    if not final.exists():
-        write_ocsf(lake, "detection_finding")
-        return
-    schema = ocsf.DETECTION_FINDING_SCHEMA.with_metadata({b"ocsf_version": ocsf.OCSF_VERSION.encode()})
-    with lake.lock("ocsf/detection_finding"), lake.atomic_path(final) as tmp:
-        fresh = tmp.with_name(tmp.name + ".new")
-        try:
-            with con.sql(f"SELECT {', '.join(OCSF_ALERT_COLUMNS)} FROM new_alerts").to_arrow_reader(batch_rows) as reader:
-                _write_ocsf_batches(fresh, "detection_finding", reader, schema)
-            con.execute(
-                f"COPY (SELECT * FROM read_parquet({sql_literal(str(fresh))}) UNION ALL BY NAME "
-                f"SELECT o.* FROM read_parquet({sql_literal(str(final))}) o "
-                f"ANTI JOIN new_alerts n ON o.finding_info.uid = n.alert_id) "
-                f"TO {sql_literal(str(tmp))} "
-                f"{parquet_copy_options(ALERTS_ROW_GROUP_ROWS, ocsf_version=ocsf.OCSF_VERSION)}")
-        finally:
-            fresh.unlink(missing_ok=True)
+    final = lake.root / "ocsf" / "device_inventory_info" / "data.parquet"
+    schema = ocsf.DEVICE_INVENTORY_INFO_SCHEMA.with_metadata({b"ocsf_version": ocsf.OCSF_VERSION.encode()})
+    with lake.lock("ocsf/device_inventory_info"), lake.atomic_path(final) as tmp:
+        batches = pq.ParquetFile(source).iter_batches(batch_size=batch_rows)
+        return _write_ocsf_batches(tmp, "device_inventory_info", batches, schema)
 
 
 def preview(lake: Lake, sql: str, limit: int = 5) -> list[dict[str, Any]]:
