@@ -214,9 +214,13 @@ class Lake:
         return {(row[0], row[1]): row[2] for row in rows}
 
     def stage_incident_rows(self, rows: Iterable[dict[str, Any]], batch_rows: int = 2_000) -> dict[date, list[Path]]:
-        """Spill walked rows into staging Parquet files per day (bounded memory for any walk size)."""
+        """Spill walked rows into staging Parquet files per day (bounded memory for any walk size).
+
+        At most `batch_rows` rows are held in all, across days: a walk meets up to a month of days, and a
+        buffer per day would hold up to `batch_rows` rows of each (hundreds of MB of JSON)."""
         staged: dict[date, list[Path]] = {}
         buffers: dict[date, list[dict[str, Any]]] = {}
+        held = 0
         stage_dir = self.root / "_staging" / uuid.uuid4().hex
 
         def flush(day: date) -> None:
@@ -226,10 +230,12 @@ class Lake:
             staged.setdefault(day, []).append(path)
 
         for row in rows:
-            day = row["updated_at"].date()
-            buffers.setdefault(day, []).append(row)
-            if len(buffers[day]) >= batch_rows:
-                flush(day)
+            buffers.setdefault(row["updated_at"].date(), []).append(row)
+            held += 1
+            if held >= batch_rows:
+                for day in list(buffers):
+                    flush(day)
+                held = 0
         for day in list(buffers):
             flush(day)
         return staged

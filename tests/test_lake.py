@@ -1,0 +1,41 @@
+"""Lake I/O without Dagster: real Parquet files in a temporary lake."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pyarrow.parquet as pq
+
+from huntress_dagster.lake import Lake
+
+
+def test_staging_holds_at_most_a_batch_across_days_and_keeps_every_row(tmp_path, monkeypatch):
+    lake = Lake(tmp_path / "lake")
+    base = datetime(2026, 11, 20, tzinfo=UTC)
+    rows = [{"tenantid": "t", "account_id": 1, "organization_id": 2, "id": i,
+             "updated_at": base - timedelta(minutes=7 * i), "collected_at": base,
+             "raw_json": json.dumps({"id": i}), "remediations_json": None} for i in range(5_000)]
+    written = []  # rows per Parquet write
+    write_table = pq.write_table
+    monkeypatch.setattr(pq, "write_table", lambda table, path, **kw: (written.append(table.num_rows),
+                                                                      write_table(table, path, **kw)))
+    most_held = 0
+
+    def walk():  # the rows taken from the walk but not yet on disk, as each next row is taken
+        nonlocal most_held
+        for consumed, row in enumerate(rows):
+            most_held = max(most_held, consumed - sum(written))
+            yield row
+
+    staged = lake.stage_incident_rows(walk(), batch_rows=700)
+
+    assert set(staged) == {row["updated_at"].date() for row in rows}
+    stored = []
+    for day, paths in staged.items():
+        for path in paths:
+            table = pq.read_table(path)
+            assert {t.date() for t in table.column("updated_at").to_pylist()} == {day}
+            stored += table.column("id").to_pylist()
+    assert sorted(stored) == list(range(5_000))
+    assert most_held < 700  # across all days, not 700 per day
