@@ -57,8 +57,7 @@ class RateLimiter:
         # So the enforced window is 3% longer (1.8 s of Huntress's 60 s; at least 50 ms): 0.97 of the
         # limit at most, and arrival jitter within the margin never costs a 429.
         window_ms = int(window_seconds * 1000)
-        self.enforced_window_ms = window_ms + max(50, window_ms * 3 // 100)
-        rate = Rate(requests, self.enforced_window_ms)
+        rate = Rate(requests, window_ms + max(50, window_ms * 3 // 100))
         if self.state_path:
             Path(self.state_path).parent.mkdir(parents=True, exist_ok=True)
             self._bucket = SQLiteBucket.init_from_file(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -198,18 +198,17 @@ def build_asset_inventory(lake: Lake, ctx: parsing.ParseContext, now: datetime |
 
 # The key of an alert, and the version order that picks its row: the latest `updated_at`, then the latest
 # collection. NULL organization/account ids are part of a key, hence IS NOT DISTINCT FROM in the joins.
-ALERT_KEY_COLUMNS = ("tenantid", "hid", "oid", "aid")
+VERSION_KEY_COLUMNS = ("tenantid", "hid", "oid", "aid")  # in the version tables below (`versions`, `touched`)
+TABLE_KEY_COLUMNS = ("tenantid", "huntress_id", "organization_id", "account_id")  # the same key in alerts
 ALERT_PARTS = 16  # alerts and findings files, by Huntress id: a run rewrites only the parts it touches
 ALERTS_ROW_GROUP_ROWS = 16_384  # ~40 MB of alerts rows: see parquet_copy_options
 ALERTS_FORMAT_VERSION = "3"  # bump when ALERT_ROWS_SQL changes: the next build is then a full one
 
 
-ALERTS_KEY_COLUMNS = ("tenantid", "huntress_id", "organization_id", "account_id")  # the same key in alerts
-
-
-def _key_match(left: str, right: str, left_columns: tuple[str, ...] = ALERT_KEY_COLUMNS) -> str:
+def _key_match(left: str, right: str, left_columns: tuple[str, ...] = VERSION_KEY_COLUMNS) -> str:
+    """`left` and `right` (a version table) hold the same alert key."""
     return " AND ".join(f"{left}.{lc} IS NOT DISTINCT FROM {right}.{rc}"
-                        for lc, rc in zip(left_columns, ALERT_KEY_COLUMNS, strict=True))
+                        for lc, rc in zip(left_columns, VERSION_KEY_COLUMNS, strict=True))
 
 
 # Every incident version's key and order columns: the cheap columns of parsed_syslog (no body, no
@@ -354,7 +353,7 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
             touched = "SELECT DISTINCT tenantid, hid, oid, aid FROM versions"
             if incremental:
                 parts = _sql_list([str(alerts_part(lake, b)) for b in range(ALERT_PARTS)])
-                old = f"SELECT {', '.join('o.' + c for c in ALERTS_KEY_COLUMNS)} FROM read_parquet({parts}) o"
+                old = f"SELECT {', '.join('o.' + c for c in TABLE_KEY_COLUMNS)} FROM read_parquet({parts}) o"
                 days = ", ".join(map(sql_literal, changed or [""]))
                 touched += f" WHERE day IN ({days})"
                 # keys whose current row came from a changed day (its latest version may have moved on)
@@ -394,32 +393,30 @@ def _alert_rows(lake: Lake) -> int:
 def _write_alerts_part(lake: Lake, con: Any, bucket: int, incremental: bool, batch_rows: int = 10_000) -> None:
     """One part of alerts and of its findings: the touched rows of the bucket (`new_alerts`), plus, in an
     incremental build, the part's other rows carried over from its previous file."""
-    fresh = f"SELECT * EXCLUDE (part) FROM new_alerts WHERE part = {bucket}"
     alerts_file, findings_file = alerts_part(lake, bucket), findings_part(lake, bucket)
     with lake.atomic_path(alerts_file) as tmp:
-        query = fresh
+        query = f"SELECT * EXCLUDE (part) FROM new_alerts WHERE part = {bucket}"
         if incremental:
             query += (f" UNION ALL BY NAME SELECT * FROM read_parquet({sql_literal(str(alerts_file))}) o "
-                      f"ANTI JOIN touched t ON {_key_match('o', 't', ALERTS_KEY_COLUMNS)}")
+                      f"ANTI JOIN touched t ON {_key_match('o', 't', TABLE_KEY_COLUMNS)}")
         con.execute(f"COPY ({query}) TO {sql_literal(str(tmp))} {parquet_copy_options(ALERTS_ROW_GROUP_ROWS)}")
-    schema = ocsf.DETECTION_FINDING_SCHEMA.with_metadata({b"ocsf_version": ocsf.OCSF_VERSION.encode()})
+    carry_over = incremental and findings_file.exists()
     with lake.lock("ocsf/detection_finding"), lake.atomic_path(findings_file) as tmp:
-        columns = ", ".join(OCSF_ALERT_COLUMNS)
-        with con.sql(f"SELECT {columns} FROM new_alerts WHERE part = {bucket}").to_arrow_reader(batch_rows) as reader:
-            if not (incremental and findings_file.exists()):
-                _write_ocsf_batches(tmp, "detection_finding", reader, schema)
-                return
-            new_findings = tmp.with_name(tmp.name + ".new")
-            _write_ocsf_batches(new_findings, "detection_finding", reader, schema)
-        try:  # findings of the other alerts of the part carried over, by finding_info.uid (the alert id)
-            options = parquet_copy_options(ALERTS_ROW_GROUP_ROWS, ocsf_version=ocsf.OCSF_VERSION)
-            con.execute(
-                f"COPY (SELECT * FROM read_parquet({sql_literal(str(new_findings))}) UNION ALL BY NAME "
-                f"SELECT o.* FROM read_parquet({sql_literal(str(findings_file))}) o "
-                f"ANTI JOIN (SELECT alert_id FROM new_alerts WHERE part = {bucket}) n "
-                f"ON o.finding_info.uid = n.alert_id) TO {sql_literal(str(tmp))} {options}")
+        fresh = tmp.with_name(tmp.name + ".new") if carry_over else tmp
+        try:
+            rows = con.sql(f"SELECT {', '.join(OCSF_ALERT_COLUMNS)} FROM new_alerts WHERE part = {bucket}")
+            with rows.to_arrow_reader(batch_rows) as reader:
+                _write_ocsf(fresh, reader, ocsf.DETECTION_FINDING_SCHEMA, _detection_findings)
+            if carry_over:  # the findings of the part's other alerts, by finding_info.uid (the alert id)
+                options = parquet_copy_options(ALERTS_ROW_GROUP_ROWS, ocsf_version=ocsf.OCSF_VERSION)
+                con.execute(
+                    f"COPY (SELECT * FROM read_parquet({sql_literal(str(fresh))}) UNION ALL BY NAME "
+                    f"SELECT o.* FROM read_parquet({sql_literal(str(findings_file))}) o "
+                    f"ANTI JOIN (SELECT alert_id FROM new_alerts WHERE part = {bucket}) n "
+                    f"ON o.finding_info.uid = n.alert_id) TO {sql_literal(str(tmp))} {options}")
         finally:
-            new_findings.unlink(missing_ok=True)
+            if carry_over:
+                fresh.unlink(missing_ok=True)
 
 
 # alerts names the parsed row's alert_uid / portal_url for what they are
@@ -428,35 +425,37 @@ _ALERTS_RENAMED = {"alert_uid": "alert_id", "portal_url": "incident_report_url"}
 OCSF_ALERT_COLUMNS = [_ALERTS_RENAMED.get(c, c) for c in ocsf.DETECTION_FINDING_INPUTS]
 
 
-def _ocsf_events(kind: str, batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
-    if kind == "detection_finding":
-        batch = batch.select(OCSF_ALERT_COLUMNS).rename_columns(list(ocsf.DETECTION_FINDING_INPUTS))
-        events = [ocsf.detection_finding(row) for row in batch.to_pylist()]
-    else:
-        events = [ocsf.device_inventory_info(row) for row in batch.to_pylist()]
-    return ocsf.to_table(events, schema)
+def _detection_findings(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    batch = batch.select(OCSF_ALERT_COLUMNS).rename_columns(list(ocsf.DETECTION_FINDING_INPUTS))
+    return [ocsf.detection_finding(row) for row in batch.to_pylist()]
 
 
-def _write_ocsf_batches(path: Path, kind: str, batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> int:
+def _device_inventory(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    return [ocsf.device_inventory_info(row) for row in batch.to_pylist()]
+
+
+def _write_ocsf(path: Path, batches: Iterator[pa.RecordBatch], schema: pa.Schema,
+                events: Callable[[pa.RecordBatch], list[dict[str, Any]]]) -> int:
+    """OCSF events (pinned version `ocsf.OCSF_VERSION`, recorded in the file) of each batch, into `path`."""
     count = 0
+    schema = schema.with_metadata({b"ocsf_version": ocsf.OCSF_VERSION.encode()})
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
         for batch in batches:
-            table = _ocsf_events(kind, batch, schema)
+            table = ocsf.to_table(events(batch), schema)
             writer.write_table(table)
             count += table.num_rows
     return count
 
 
 def write_device_inventory(lake: Lake, batch_rows: int = 10_000) -> int:
-    """OCSF Device Inventory Info events (pinned version `ocsf.OCSF_VERSION`) from assets, batch by batch."""
+    """OCSF Device Inventory Info events from assets, batch by batch."""
     source = lake.root / "assets" / "data.parquet"
     if not source.exists():
         return 0
     final = lake.root / "ocsf" / "device_inventory_info" / "data.parquet"
-    schema = ocsf.DEVICE_INVENTORY_INFO_SCHEMA.with_metadata({b"ocsf_version": ocsf.OCSF_VERSION.encode()})
     with lake.lock("ocsf/device_inventory_info"), lake.atomic_path(final) as tmp:
         batches = pq.ParquetFile(source).iter_batches(batch_size=batch_rows)
-        return _write_ocsf_batches(tmp, "device_inventory_info", batches, schema)
+        return _write_ocsf(tmp, batches, ocsf.DEVICE_INVENTORY_INFO_SCHEMA, _device_inventory)
 
 
 def preview(lake: Lake, sql: str, limit: int = 5) -> list[dict[str, Any]]:
