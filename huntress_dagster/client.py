@@ -4,7 +4,9 @@
 - Every request first takes a slot from the shared sliding-window `RateLimiter`.
 - Transient failures (5xx, timeouts, connection resets, truncated JSON, 429) are retried with
   jittered exponential backoff (tenacity); 400/401/403/404 are not retried and raise typed errors.
-- Lists are generators of pages (`limit=500`), so memory stays bounded by one page.
+- Lists are generators of pages (`limit=500`), so memory stays bounded by one page, and a page walk
+  cannot run away: a repeating page token, endless empty pages or more than `max_pages` pages stop it
+  with `HuntressPaginationError` naming the endpoint; a response over `max_response_bytes` is refused.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import ipaddress
 import json
 import logging
 import random
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,19 +28,44 @@ from .errors import (
     HuntressConfigError,
     HuntressConnectionError,
     HuntressError,
+    HuntressPaginationError,
     HuntressRateLimitError,
     HuntressResponseError,
+    HuntressResponseTooLargeError,
     HuntressServerError,
+    HuntressTLSError,
     error_for_status,
 )
 from .ratelimit import RateLimiter
 
 DEFAULT_BASE_URL = "https://api.huntress.io/v1"
 MAX_PAGE_SIZE = 500
+# A page of 500 incident reports with typical bodies is ~6 MB; one with several 5 MB bodies tens of MB.
+DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+# 50 million records at 500 a page: beyond any real account, short of forever at 60 requests a minute.
+DEFAULT_MAX_PAGES = 100_000
+# Empty pages that still carry a next token, in a row, before the walk is declared broken.
+MAX_EMPTY_PAGES_IN_A_ROW = 3
+# A TLS handshake failure is a misconfiguration far more often than a blip: retry once, quickly.
+TLS_MAX_ATTEMPTS = 2
 
 log = logging.getLogger(__name__)
 
 _RETRYABLE = (HuntressServerError, HuntressConnectionError, HuntressResponseError, HuntressRateLimitError)
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, _RETRYABLE) and not isinstance(exc, HuntressResponseTooLargeError)
+
+
+def _tls_cause(exc: BaseException) -> BaseException | None:
+    """The ssl error behind an httpx transport error, if any (httpx wraps it in ConnectError)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def is_loopback_host(host: str) -> bool:
@@ -99,6 +127,8 @@ class HuntressClient:
         max_throttle_seconds: float = 900.0,
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_pages: int = DEFAULT_MAX_PAGES,
         transport: httpx.BaseTransport | None = None,
     ):
         if not api_key or not api_secret:
@@ -109,6 +139,8 @@ class HuntressClient:
         self.max_throttle_seconds = max_throttle_seconds
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.max_response_bytes = max_response_bytes
+        self.max_pages = max_pages
         self.stats = ClientStats()
         self._http = httpx.Client(
             auth=httpx.BasicAuth(api_key, api_secret),
@@ -135,7 +167,7 @@ class HuntressClient:
         """GET `path` (relative to the base URL) and return the decoded JSON object."""
         params = {k: v for k, v in (params or {}).items() if v is not None}
         retrying = Retrying(
-            retry=retry_if_exception(lambda e: isinstance(e, _RETRYABLE)),
+            retry=retry_if_exception(_is_retryable),
             stop=self._should_stop,
             wait=self._backoff,
             before_sleep=self._log_retry,
@@ -151,22 +183,44 @@ class HuntressClient:
         self.stats.requests += 1
         self.stats.by_path[path] = self.stats.by_path.get(path, 0) + 1
         try:
-            response = self._http.get(self.base_url + path, params=params)
+            with self._http.stream("GET", self.base_url + path, params=params) as response:
+                content = self._read_capped(response, path)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
+            tls = _tls_cause(exc)
+            if tls is not None:
+                reason = getattr(tls, "reason", None) or type(tls).__name__
+                raise HuntressTLSError(f"TLS handshake with {urlsplit(self.base_url).hostname} failed ({reason})",
+                                       path=path) from None
             raise HuntressConnectionError(f"{type(exc).__name__} talking to the Huntress API", path=path) from None
         if response.status_code >= 400:
             if response.status_code == 429:
                 self.stats.throttled_responses += 1
-            error = error_for_status(response.status_code, _error_text(response), path)
+            error = error_for_status(response.status_code, _error_text(response, content), path)
             error.retry_after = _retry_after_seconds(response)  # type: ignore[attr-defined]
             raise error
         try:
-            data = response.json()
+            data = json.loads(content)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise HuntressResponseError("Huntress API returned malformed JSON", path=path) from None
         if not isinstance(data, dict):
             raise HuntressResponseError("Huntress API returned JSON that is not an object", path=path)
         return data
+
+    def _read_capped(self, response: httpx.Response, path: str) -> bytes:
+        """The body, refusing more than `max_response_bytes` (declared or actually sent)."""
+        declared = response.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > self.max_response_bytes:
+            raise HuntressResponseTooLargeError(
+                f"Huntress API response of {int(declared):,} bytes exceeds the cap of {self.max_response_bytes:,}",
+                path=path)
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self.max_response_bytes:
+                raise HuntressResponseTooLargeError(
+                    f"Huntress API response exceeds the cap of {self.max_response_bytes:,} bytes", path=path)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _should_stop(self, state: RetryCallState) -> bool:
         """Give up after `max_attempts` failures, not counting 429s: being throttled is the budget working
@@ -176,6 +230,8 @@ class HuntressClient:
         if isinstance(exc, HuntressRateLimitError):
             state.throttled = throttled + 1  # type: ignore[attr-defined]
             return state.seconds_since_start >= self.max_throttle_seconds
+        if isinstance(exc, HuntressTLSError):
+            return state.attempt_number - throttled >= min(TLS_MAX_ATTEMPTS, self.max_attempts)
         return state.attempt_number - throttled >= self.max_attempts
 
     def _backoff(self, state: RetryCallState) -> float:
@@ -185,6 +241,8 @@ class HuntressClient:
             return min(float(retry_after), self.backoff_max)
         # Full jitter: spreads retries of concurrent processes instead of synchronising them.
         ceiling = min(self.backoff_max, self.backoff_base * (2 ** (state.attempt_number - 1)))
+        if isinstance(exc, HuntressTLSError):
+            ceiling = min(ceiling, 2.0)
         return random.uniform(ceiling / 2, ceiling)
 
     def _log_retry(self, state: RetryCallState) -> None:
@@ -201,19 +259,41 @@ class HuntressClient:
     # --- pagination --------------------------------------------------------------------------
 
     def iter_pages(self, path: str, collection: str, params: dict[str, Any] | None = None) -> Iterator[Page]:
-        """Yield the pages of a list endpoint, following `pagination.next_page_token`."""
+        """Yield the pages of a list endpoint, following `pagination.next_page_token`.
+
+        The walk ends when a page carries no token. It is stopped with `HuntressPaginationError` (naming the
+        endpoint) when a token comes back that this walk already followed (the API would serve the same
+        pages forever), when MAX_EMPTY_PAGES_IN_A_ROW empty pages still carry a token, or past `max_pages`.
+        An empty page with a token is followed rather than taken as the end: ending there would take the
+        rest of the list for absent."""
         query = dict(params or {})
         query.setdefault("limit", MAX_PAGE_SIZE)
         token: str | None = None
-        while True:
+        followed: set[str] = set()
+        empty_in_a_row = 0
+        for number in range(1, self.max_pages + 1):
             data = self.get(path, {**query, "page_token": token})
             items = data.get(collection)
             if not isinstance(items, list):
                 raise HuntressResponseError(f"Huntress API response has no {collection!r} list", path=path)
-            token = (data.get("pagination") or {}).get("next_page_token") or None
+            pagination = data.get("pagination")
+            token = (pagination.get("next_page_token") if isinstance(pagination, dict) else None) or None
+            if token is not None and not isinstance(token, str):
+                raise HuntressPaginationError(f"page {number} of {path} has a next_page_token that is not a "
+                                              f"string ({type(token).__name__})", path=path)
             yield Page(items=items, next_page_token=token)
-            if not token or not items:
+            if token is None:
                 return
+            if token in followed:
+                raise HuntressPaginationError(f"page {number} of {path} repeats a next_page_token this walk "
+                                              "already followed (the walk would never end)", path=path)
+            followed.add(token)
+            empty_in_a_row = 0 if items else empty_in_a_row + 1
+            if empty_in_a_row >= MAX_EMPTY_PAGES_IN_A_ROW:
+                raise HuntressPaginationError(f"{empty_in_a_row} empty pages in a row of {path} still carry a "
+                                              "next_page_token", path=path)
+        raise HuntressPaginationError(f"{path} served more than {self.max_pages:,} pages in one walk "
+                                      "(HUNTRESS_MAX_PAGES_PER_WALK)", path=path)
 
     def iter_items(self, path: str, collection: str, params: dict[str, Any] | None = None) -> Iterator[dict]:
         for page in self.iter_pages(path, collection, params):
@@ -267,9 +347,9 @@ class HuntressClient:
         return self.iter_items(f"/incident_reports/{int(incident_report_id)}/remediations", "remediations", filters)
 
 
-def _error_text(response: httpx.Response) -> str:
+def _error_text(response: httpx.Response, content: bytes) -> str:
     try:
-        data = response.json()
+        data = json.loads(content)
     except ValueError:
         return response.reason_phrase or "error"
     if isinstance(data, dict):

@@ -4,6 +4,13 @@
 `updated_at` descending: records newer than the window are skipped, the walk stops at the first
 record older than its lower bound. Records that share one `updated_at` may straddle a page
 boundary and be served twice; the walk yields each (id, updated_at) once.
+
+The API is not trusted blindly. A walk records in its stats how far down it *proved* completeness
+(`proven_down_to`: every record updated at or after it was seen, through pages that were all
+well-formed); a broken paging (see `HuntressClient.iter_pages`) or records out of order leave less or
+nothing proven, and callers record completeness only for what was proven. A record that cannot be keyed
+(an id that is not an integer, an updated_at that is not a timestamp) is handed to `on_poison` with the
+reason instead of stopping the walk.
 """
 
 from __future__ import annotations
@@ -12,24 +19,64 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import orjson
+
 from .client import HuntressClient
+from .errors import HuntressPaginationError
 
 log = logging.getLogger(__name__)
 
 
 def parse_api_time(value: str | None) -> datetime | None:
-    """The API's ISO-8601 timestamps ("2022-03-01T18:54:02Z") as aware UTC datetimes."""
+    """The API's ISO-8601 timestamps ("2022-03-01T18:54:02Z") as aware UTC datetimes (a stamp without a
+    zone is taken as UTC, as the API means it)."""
     if not value:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
 
 
-def to_json_text(obj: dict[str, Any]) -> str:
-    """The API object as compact JSON text (the raw tables keep objects verbatim in this form)."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+def to_json_text(obj: Any) -> str:
+    """The API object as compact JSON text (the raw tables keep objects verbatim in this form).
+
+    Text the API sent that is not valid Unicode (a lone surrogate such as \\ud800) cannot be stored in
+    Parquet as is: such an object is written with ASCII escapes, which keeps the original exactly."""
+    try:
+        return orjson.dumps(obj).decode()
+    except (orjson.JSONEncodeError, TypeError):  # lone surrogates, integers beyond 64 bits
+        return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
+
+
+class PoisonRecord(ValueError):
+    """An API object that cannot be keyed or placed; its text says why."""
+
+
+def record_key(obj: Any, *, require_updated_at: bool = True) -> tuple[int, datetime | None]:
+    """(id, updated_at) of an API object, or PoisonRecord saying what is wrong with it."""
+    if not isinstance(obj, dict):
+        raise PoisonRecord(f"record is a JSON {type(obj).__name__}, not an object")
+    record_id, stamp = obj.get("id"), obj.get("updated_at")
+    if type(record_id) is not int:  # bool is an int subclass; "77" is not an id
+        raise PoisonRecord("missing id" if record_id is None else
+                           f"id is not an integer: {to_json_text(record_id)[:40]}")
+    if stamp is None and not require_updated_at:
+        return record_id, None
+    if not isinstance(stamp, str):
+        raise PoisonRecord(f"updated_at is not a timestamp string: {to_json_text(stamp)[:40]}")
+    try:
+        return record_id, parse_api_time(stamp)
+    except ValueError:
+        raise PoisonRecord(f"updated_at is not an ISO-8601 timestamp: {stamp[:40]!r}") from None
+
+
+PoisonHandler = Callable[[Any, str, str], None]  # (object, reason, endpoint)
+
+
+def _log_poison(obj: Any, reason: str, endpoint: str) -> None:
+    log.warning("%s: record skipped (%s)", endpoint, reason)
 
 
 @dataclass
@@ -39,19 +86,38 @@ class WalkStats:
     records_in_window: int = 0
     duplicates_skipped: int = 0
     remediation_completions: int = 0
+    quarantined: int = 0
     oldest_seen: datetime | None = None
     newest_seen: datetime | None = None
     per_day: dict[str, int] = field(default_factory=dict)
+    # Every record updated at or after this was seen (None: nothing proven). Set by walks that prove it.
+    proven_down_to: datetime | None = None
+    anomalies: list[str] = field(default_factory=list)  # why a walk proved less than it covered
+
+    def prove(self, floor: datetime | None, first: bool) -> None:
+        """Combine one walk's proof with the others' (several organization walks): the weakest holds."""
+        if first:
+            self.proven_down_to = floor
+        elif floor is None or self.proven_down_to is None:
+            self.proven_down_to = None
+        else:
+            self.proven_down_to = max(self.proven_down_to, floor)
 
 
-def raw_row(obj: dict[str, Any], tenantid: str, collected_at: datetime) -> dict[str, Any]:
+def _int_or_none(value: Any) -> int | None:
+    return value if type(value) is int else None
+
+
+def raw_row(obj: dict[str, Any], tenantid: str, collected_at: datetime,
+            key: tuple[int, datetime | None] | None = None) -> dict[str, Any]:
     """A raw-table row: key columns plus the object verbatim."""
+    record_id, updated_at = key or record_key(obj, require_updated_at=False)
     return {
         "tenantid": tenantid,
-        "account_id": obj.get("account_id"),
-        "organization_id": obj.get("organization_id"),
-        "id": obj["id"],
-        "updated_at": parse_api_time(obj.get("updated_at")),
+        "account_id": _int_or_none(obj.get("account_id")),
+        "organization_id": _int_or_none(obj.get("organization_id")),
+        "id": record_id,
+        "updated_at": updated_at,
         "collected_at": collected_at,
         "raw_json": to_json_text(obj),
         "remediations_json": None,
@@ -69,55 +135,109 @@ def walk_incident_reports(
     known_complete: Callable[[int, datetime], str | None] | None = None,
     collected_at: datetime | None = None,
     stats: WalkStats | None = None,
+    on_poison: PoisonHandler = _log_poison,
 ) -> Iterator[dict[str, Any]]:
     """Yield raw rows of incident reports with lower_bound <= updated_at < upper_bound.
 
     One walk per organization filter (none = one walk over the whole account). Remediation lists
     beyond the embedded first 10 are completed with extra requests, except for versions for which
     `known_complete(id, updated_at)` returns the already collected list (as remediations_json).
+    `stats.proven_down_to` says how far down the walks proved completeness (see the module doc).
     """
     stats = stats if stats is not None else WalkStats()
     collected_at = collected_at or datetime.now(timezone.utc)
-    for organization_id in (list(organization_ids) or [None]):
-        boundary_stamp: datetime | None = None
-        ids_at_boundary: set[int] = set()
-        for page in client.incident_report_pages(sort_field="updated_at", sort_direction="desc",
-                                                 organization_id=organization_id):
-            stats.pages += 1
-            reached_bottom = False
-            for obj in page.items:
-                stats.records_walked += 1
-                updated_at = parse_api_time(obj.get("updated_at"))
-                if updated_at is None:
-                    log.warning("incident report %s has no updated_at; skipped", obj.get("id"))
-                    continue
-                # Only ids at the lowest timestamp seen so far can come back on the next page.
-                if updated_at != boundary_stamp:
-                    boundary_stamp, ids_at_boundary = updated_at, set()
-                if obj["id"] in ids_at_boundary:
-                    stats.duplicates_skipped += 1
-                    continue
-                ids_at_boundary.add(obj["id"])
-                stats.oldest_seen = updated_at
-                stats.newest_seen = stats.newest_seen or updated_at
-                if updated_at >= upper_bound:
-                    continue
-                if updated_at < lower_bound:
-                    reached_bottom = True
+    for number, organization_id in enumerate(list(organization_ids) or [None]):
+        walk = _UpdatedAtWalk(lower_bound, upper_bound, stats)
+        pages = client.incident_report_pages(sort_field="updated_at", sort_direction="desc",
+                                             organization_id=organization_id)
+        try:
+            for page in pages:
+                stats.pages += 1
+                for obj in page.items:
+                    try:
+                        key = walk.admit(obj)
+                    except PoisonRecord as poison:
+                        stats.quarantined += 1
+                        on_poison(obj, str(poison), "/incident_reports")
+                        continue
+                    if key is None:
+                        continue
+                    row = raw_row(obj, tenantid, collected_at, key)
+                    embedded = obj.get("remediations")
+                    if complete_remediations and isinstance(embedded, dict) and embedded.get("has_more"):
+                        row["remediations_json"] = known_complete and known_complete(*key)
+                        if not row["remediations_json"]:
+                            row["remediations_json"] = to_json_text(
+                                {"remediations": list(client.remediations(key[0]))})
+                            stats.remediation_completions += 1
+                    stats.records_in_window += 1
+                    day = key[1].date().isoformat()
+                    stats.per_day[day] = stats.per_day.get(day, 0) + 1
+                    yield row
+                if walk.reached_bottom:
                     break
-                row = raw_row(obj, tenantid, collected_at)
-                embedded = obj.get("remediations")
-                if complete_remediations and isinstance(embedded, dict) and embedded.get("has_more"):
-                    row["remediations_json"] = known_complete and known_complete(obj["id"], updated_at)
-                    if not row["remediations_json"]:
-                        row["remediations_json"] = to_json_text({"remediations": list(client.remediations(obj["id"]))})
-                        stats.remediation_completions += 1
-                stats.records_in_window += 1
-                day = updated_at.date().isoformat()
-                stats.per_day[day] = stats.per_day.get(day, 0) + 1
-                yield row
-            if reached_bottom:
-                break
+                walk.end_page()
+        except HuntressPaginationError as exc:
+            stats.anomalies.append(str(exc))
+            walk.broken = True
+        finally:
+            pages.close()
+        stats.prove(walk.proven_down_to(), first=number == 0)
+
+
+class _UpdatedAtWalk:
+    """The bookkeeping of one updated_at-descending walk: which records to keep, and what it proved."""
+
+    def __init__(self, lower_bound: datetime, upper_bound: datetime, stats: WalkStats):
+        self.lower_bound, self.upper_bound, self.stats = lower_bound, upper_bound, stats
+        self.boundary_stamp: datetime | None = None
+        self.ids_at_boundary: set[int] = set()  # only ids at the lowest stamp can come back on the next page
+        self.on_page: set[tuple[int, datetime]] = set()  # repeats anywhere on one page
+        self.reached_bottom = False
+        self.broken = False  # the paging failed: only what came before is proven
+        self.out_of_order = False  # records out of order: nothing is proven
+
+    def admit(self, obj: Any) -> tuple[int, datetime] | None:
+        """The record's key if it is a new version inside the window; None to skip it."""
+        self.stats.records_walked += 1
+        record_id, updated_at = record_key(obj)
+        if (record_id, updated_at) in self.on_page or (
+                updated_at == self.boundary_stamp and record_id in self.ids_at_boundary):
+            self.stats.duplicates_skipped += 1
+            return None
+        self.on_page.add((record_id, updated_at))
+        if self.boundary_stamp is not None and updated_at > self.boundary_stamp:
+            if not self.out_of_order:
+                self.stats.anomalies.append(
+                    f"/incident_reports served updated_at {updated_at.isoformat()} (id {record_id}) after "
+                    f"{self.boundary_stamp.isoformat()}: not in descending order")
+            self.out_of_order = True
+        elif updated_at != self.boundary_stamp:
+            self.boundary_stamp, self.ids_at_boundary = updated_at, set()
+        self.ids_at_boundary.add(record_id)
+        self.stats.oldest_seen = min(filter(None, [self.stats.oldest_seen, updated_at]))
+        self.stats.newest_seen = max(filter(None, [self.stats.newest_seen, updated_at]))
+        if updated_at >= self.upper_bound:
+            return None
+        if updated_at < self.lower_bound:
+            self.reached_bottom = True
+            return None
+        return record_id, updated_at
+
+    def end_page(self) -> None:
+        self.on_page = set()
+
+    def proven_down_to(self) -> datetime | None:
+        if self.out_of_order:
+            return None
+        if self.reached_bottom:
+            return self.lower_bound
+        if not self.broken:
+            return datetime.min.replace(tzinfo=timezone.utc)  # the list ended: everything was seen
+        if self.boundary_stamp is None:
+            return None
+        # Records at the lowest stamp seen may straddle into the page that never came.
+        return self.boundary_stamp + timedelta(microseconds=1)
 
 
 def snapshot_agents(
@@ -127,8 +247,12 @@ def snapshot_agents(
     organization_ids: Sequence[int] = (),
     collected_at: datetime | None = None,
     stats: WalkStats | None = None,
+    on_poison: PoisonHandler = _log_poison,
 ) -> Iterator[dict[str, Any]]:
-    """Yield raw rows of every agent (a full inventory snapshot: ceil(agents / 500) requests)."""
+    """Yield raw rows of every agent (a full inventory snapshot: ceil(agents / 500) requests).
+
+    A broken paging raises (HuntressPaginationError): a partial snapshot would show the agents it missed
+    as gone, so none is written."""
     stats = stats if stats is not None else WalkStats()
     collected_at = collected_at or datetime.now(timezone.utc)
     seen: set[int] = set()
@@ -138,11 +262,17 @@ def snapshot_agents(
             stats.pages += 1
             for obj in page.items:
                 stats.records_walked += 1
-                if obj["id"] in seen:
+                try:
+                    key = record_key(obj, require_updated_at=False)
+                except PoisonRecord as poison:
+                    stats.quarantined += 1
+                    on_poison(obj, str(poison), "/agents")
+                    continue
+                if key[0] in seen:
                     stats.duplicates_skipped += 1
                     continue
-                seen.add(obj["id"])
+                seen.add(key[0])
                 stats.records_in_window += 1
-                row = raw_row(obj, tenantid, collected_at)
+                row = raw_row(obj, tenantid, collected_at, key)
                 del row["remediations_json"]
                 yield row

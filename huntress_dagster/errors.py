@@ -82,6 +82,31 @@ class HuntressResponseError(HuntressError):
     guidance = "The API answered with a body that is not the expected JSON. It was retried; try again later"
 
 
+class HuntressTLSError(HuntressConnectionError):
+    guidance = (
+        "The TLS handshake with the Huntress API failed. Check the host URL: https:// must point at a TLS "
+        "port (a plain-HTTP server answers TLS with garbage), and the server's certificate must be trusted"
+    )
+
+
+class HuntressPaginationError(HuntressError):
+    """The API's paging cannot be trusted for this walk (a repeating token, endless empty pages, too many
+    pages, records out of order). What was walked is kept; completeness is not recorded."""
+
+    guidance = (
+        "The walk was stopped so it cannot drain the account's shared rate budget, and the committed "
+        "watermark was left where it was, so the next run re-reads this range. If it persists, report the "
+        "request to Huntress support"
+    )
+
+
+class HuntressResponseTooLargeError(HuntressResponseError):
+    guidance = (
+        "The response exceeded the configured size cap (HUNTRESS_MAX_RESPONSE_BYTES); a page of 500 records "
+        "should be far smaller. Raise the cap only if the account really has such records"
+    )
+
+
 _BY_STATUS: dict[int, type[HuntressError]] = {
     400: HuntressBadRequestError,
     401: HuntressAuthenticationError,
@@ -98,3 +123,14 @@ def error_for_status(status_code: int, message: str, path: str) -> HuntressError
     else:
         cls = _BY_STATUS.get(status_code, HuntressError)
     return cls(f"Huntress API returned HTTP {status_code}: {message}", status_code=status_code, path=path)
+
+
+class RateLimiterStalled(HuntressError):
+    """No request slot could be had from the shared rate limiter within its maximum wait."""
+
+    guidance = (
+        "The request budget stayed used up for longer than any request of this integration should wait. "
+        "Another process or tool sharing the rate limiter state (HUNTRESS_RATE_LIMIT_STATE) may be spending "
+        "the whole budget, or the state file holds entries that keep it full; stop the other tool or lower "
+        "its share, or delete the state file (it only holds the last window of request times), then retry"
+    )
