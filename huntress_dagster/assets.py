@@ -13,7 +13,8 @@ from pydantic import Field
 from . import parsing
 from .client import HuntressClient
 from .collect import WalkStats, snapshot_agents, walk_incident_reports
-from .lake import CommitStats, Lake, sql_literal
+from .lake import CommitStats, Lake, day_start, sql_literal
+from .quarantine import QuarantineWriter
 from .resources import HuntressLakeResource, HuntressResource
 from .transform import (AGENT_CLASS, INCIDENT_CLASS, build_alerts, build_asset_inventory, build_parsed_syslog_days,
                         preview)
@@ -84,11 +85,35 @@ def account_facts(huntress: HuntressResource, lake: Lake, client: HuntressClient
         account = client.account()
     facts = {"id": account.get("id"), "name": account.get("name"), "subdomain": account.get("subdomain"),
              "host_url": huntress.host_url, "fetched_at": datetime.now(timezone.utc).isoformat()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(facts))
-    tmp.replace(path)
+    with lake.atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(facts))
     return facts
+
+
+def prepare_lake(context: dg.AssetExecutionContext, lake: HuntressLakeResource) -> tuple[Lake, dict[str, int]]:
+    """The lake, checked writable before any API request, with dead runs' leftovers removed."""
+    store = lake.get_lake()
+    store.check_writable()
+    leftovers = store.clean_leftovers()
+    if leftovers["staging_dirs"] or leftovers["tmp_files"]:
+        context.log.warning(f"Removed leftovers of dead runs: {leftovers}")
+    return store, leftovers
+
+
+def walk_failure(stats: WalkStats, proven: set[date], days: list[date]) -> dg.Failure:
+    """The run's failure after a walk the API broke: what was walked is committed, completeness is not."""
+    unproven = sorted(d.isoformat() for d in set(days) - proven)
+    return dg.Failure(
+        description="The incident walk could not prove it saw everything: " + "; ".join(stats.anomalies)
+                    + f". {stats.records_in_window} versions walked were committed; days left to re-read by the "
+                    f"next run: {', '.join(unproven) or 'none'}.",
+        metadata={"anomalies": "\n".join(stats.anomalies), "days_not_proven": ", ".join(unproven),
+                  "versions_committed": stats.records_in_window, "pages": stats.pages})
+
+
+def quarantine_metadata(quarantine: QuarantineWriter) -> dict[str, Any]:
+    return {"records_quarantined": quarantine.count,
+            "quarantined": "\n".join(quarantine.named) if quarantine.named else "none"}
 
 
 def parse_context(huntress: HuntressResource, lake_resource: HuntressLakeResource, lake: Lake) -> parsing.ParseContext:
@@ -115,14 +140,18 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
     )
     def raw_incidents(context: dg.AssetExecutionContext, config: IncidentCollectConfig,
                       huntress: HuntressResource, lake: HuntressLakeResource) -> dg.MaterializeResult:
-        store = lake.get_lake()
+        store, leftovers = prepare_lake(context, lake)
         window = context.partition_time_window
         days = [date.fromisoformat(key) for key in context.partition_keys]
         overlap = timedelta(seconds=lake.overlap_seconds)
-        lower = window.start if config.full_refresh else store.incident_lower_bound(days, overlap)
+        # From when each day must be read (None: complete through its end); the walk covers the earliest.
+        needs = {d: day_start(d) if config.full_refresh else store.incident_day_need(d, overlap) for d in days}
+        lower = min(filter(None, needs.values()), default=None)
         walk_started = datetime.now(timezone.utc)
         stats = WalkStats()
-        with huntress.get_client() as client:
+        proven = set(days)
+        with huntress.get_client() as client, \
+                QuarantineWriter(store, "incident_reports", huntress.tenant, walk_started) as quarantine:
             if lower is None:
                 context.log.info("Every selected day is complete through its end: no walk needed")
                 commit = CommitStats()
@@ -133,12 +162,19 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
                 rows = walk_incident_reports(client, tenantid=huntress.tenant, lower_bound=lower,
                                              upper_bound=window.end, organization_ids=huntress.organization_ids,
                                              known_complete=lambda i, u: known.get((i, u)),
-                                             collected_at=walk_started, stats=stats)
-                staged = store.stage_incident_rows(log_progress(context, rows, stats, client, "raw_incidents"))
-                commit = store.commit_incident_days(days, staged, walk_started)
+                                             collected_at=walk_started, stats=stats, on_poison=quarantine)
+                with store.staging() as stage_dir:
+                    staged = store.stage_incident_rows(log_progress(context, rows, stats, client, "raw_incidents"),
+                                                       stage_dir)
+                    # A day is complete as of this walk only if the walk proved everything it needed.
+                    floor = stats.proven_down_to
+                    proven = {d for d in days if needs[d] is None or (floor is not None and floor <= needs[d])}
+                    commit = store.commit_incident_days(days, staged, walk_started, proven)
             account_facts(huntress, store, client)
             api = client_metadata(client)
         store.refresh_catalog()
+        if stats.anomalies:
+            raise walk_failure(stats, proven, days)
         context.log.info(f"Committed {len(days)} day(s): {stats.records_in_window} versions walked "
                          f"({commit.new} new, {commit.updated} updated, {commit.unchanged} unchanged) with "
                          f"{api['api_requests']} API requests")
@@ -153,7 +189,8 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
             "new": commit.new, "updated": commit.updated, "unchanged": commit.unchanged,
             "rows_in_partitions": commit.rows_written, "pages": stats.pages,
             "page_boundary_duplicates_skipped": stats.duplicates_skipped,
-            "remediation_lists_completed": stats.remediation_completions,
+            "remediation_lists_completed": stats.remediation_completions, **quarantine_metadata(quarantine),
+            "leftovers_removed_bytes": leftovers["bytes"],
             "demo_mode": huntress.demo_mode, **api,
             "preview": markdown_table(newest, ["id", "updated_at", "status", "severity", "organization_id"]),
         })
@@ -166,12 +203,13 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
     )
     def raw_agents(context: dg.AssetExecutionContext, huntress: HuntressResource,
                    lake: HuntressLakeResource) -> dg.MaterializeResult:
-        store = lake.get_lake()
+        store, leftovers = prepare_lake(context, lake)
         collected_at = datetime.now(timezone.utc)
         stats = WalkStats()
-        with huntress.get_client() as client:
+        with huntress.get_client() as client, \
+                QuarantineWriter(store, "agents", huntress.tenant, collected_at) as quarantine:
             rows = snapshot_agents(client, tenantid=huntress.tenant, organization_ids=huntress.organization_ids,
-                                   collected_at=collected_at, stats=stats)
+                                   collected_at=collected_at, stats=stats, on_poison=quarantine)
             path, count = store.write_agent_snapshot(log_progress(context, rows, stats, client, "raw_agents"),
                                                      collected_at)
             account_facts(huntress, store, client)
@@ -187,6 +225,7 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
         return dg.MaterializeResult(metadata={
             "agents": count, **changes, "snapshot": str(path.relative_to(store.root)), "pages": stats.pages,
             "snapshots_kept": len(store.agent_snapshot_files()), "demo_mode": huntress.demo_mode, **api,
+            **quarantine_metadata(quarantine), "leftovers_removed_bytes": leftovers["bytes"],
             "preview": markdown_table(newest, ["id", "hostname", "platform", "organization_id", "updated_at"]),
         })
 

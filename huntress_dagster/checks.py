@@ -35,6 +35,36 @@ def missing_incident_days(lake: Lake, today: date | None = None) -> tuple[list[d
     return committed, missing
 
 
+def quarantined_records(lake: Lake, stream: str, limit: int = 10) -> tuple[int, list[str]]:
+    """How many records of `stream` sit in the quarantine, and the first few named with their reason."""
+    files = [str(p) for p in lake.files("_quarantine") if p.parent.name == f"stream={stream}"]
+    if not files:
+        return 0, []
+    with lake.connect() as con:
+        total = con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchall()[0][0]
+        named = con.execute(
+            "SELECT endpoint || ' id ' || coalesce(record_id, '(none)') || ': ' || reason || ' (collected ' || "
+            "strftime(collected_at, '%Y-%m-%d %H:%M:%S') || ')' FROM read_parquet(?) ORDER BY collected_at DESC "
+            "LIMIT ?", [files, limit]).fetchall()
+    return total, [row[0] for row in named]
+
+
+def quarantine_check(asset: str, stream: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=asset, name=f"{asset}_nothing_quarantined",
+                    description=f"No {stream} record sits in the quarantine. A record that cannot be keyed or "
+                                "normalized is kept verbatim in the _quarantine table with its reason while the "
+                                "rest is committed; inspect it, then delete its file under "
+                                f"_quarantine/stream={stream}/ to acknowledge it.")
+    def check(lake: HuntressLakeResource) -> dg.AssetCheckResult:
+        total, named = quarantined_records(lake.get_lake(), stream)
+        return dg.AssetCheckResult(
+            passed=total == 0, severity=dg.AssetCheckSeverity.ERROR,
+            description=(f"{total} {stream} record(s) quarantined: " + "; ".join(named)) if total else None,
+            metadata={"records_quarantined": total, "records": dg.MetadataValue.md(
+                "\n".join(f"- {line}" for line in named) or "_none_")})
+    return check
+
+
 def build_checks() -> list[dg.AssetChecksDefinition]:
     @dg.asset_check(asset="alerts", blocking=True,
                     description="Exactly one alert per (tenantid, huntress_id, huntress.organization_id, "
@@ -74,4 +104,5 @@ def build_checks() -> list[dg.AssetChecksDefinition]:
             metadata={"newest_snapshot": newest.isoformat() if newest else None,
                       "age_hours": round(age.total_seconds() / 3600, 2) if age else None})
 
-    return [alerts_key_unique, raw_incidents_no_missing_partition, raw_incidents_fresh, raw_agents_fresh]
+    return [alerts_key_unique, raw_incidents_no_missing_partition, raw_incidents_fresh, raw_agents_fresh,
+            quarantine_check("raw_incidents", "incident_reports"), quarantine_check("raw_agents", "agents")]

@@ -202,7 +202,7 @@ VERSION_KEY_COLUMNS = ("tenantid", "hid", "oid", "aid")  # in the version tables
 TABLE_KEY_COLUMNS = ("tenantid", "huntress_id", "organization_id", "account_id")  # the same key in alerts
 ALERT_PARTS = 16  # alerts and findings files, by Huntress id: a run rewrites only the parts it touches
 ALERTS_ROW_GROUP_ROWS = 16_384  # ~40 MB of alerts rows: see parquet_copy_options
-ALERTS_FORMAT_VERSION = "3"  # bump when ALERT_ROWS_SQL changes: the next build is then a full one
+ALERTS_FORMAT_VERSION = "4"  # bump when ALERT_ROWS_SQL changes: the next build is then a full one
 
 
 def _key_match(left: str, right: str, left_columns: tuple[str, ...] = VERSION_KEY_COLUMNS) -> str:
@@ -213,15 +213,21 @@ def _key_match(left: str, right: str, left_columns: tuple[str, ...] = VERSION_KE
 
 # Every incident version's key and order columns: the cheap columns of parsed_syslog (no body, no
 # entities), which is what makes a build from a handful of changed days cost little on a large lake.
+# Each version once, with the position of the parsed row that holds it (src_file, src_row): a version
+# the lake holds twice (a repeat an API served before repeats were dropped at commit) stays one alert.
 VERSION_KEYS_SQL = """
 SELECT tenantid, huntress.id AS hid, huntress.organization_id AS oid, huntress.account_id AS aid,
-       huntress.updated_at AS updated_at, collected_at, CAST(day AS VARCHAR) AS day
-FROM read_parquet({files}, hive_partitioning = true, union_by_name = true)
+       huntress.updated_at AS updated_at, collected_at, CAST(day AS VARCHAR) AS day,
+       filename AS src_file, file_row_number AS src_row
+FROM read_parquet({files}, hive_partitioning = true, union_by_name = true, filename = true,
+                  file_row_number = true)
+QUALIFY row_number() OVER (PARTITION BY tenantid, hid, oid, aid, updated_at
+                           ORDER BY collected_at DESC, src_file, src_row) = 1
 """
 
 # The latest version of each touched key, with the version count and first collection over all versions.
 LATEST_VERSIONS_SQL = f"""
-SELECT v.tenantid, v.hid, v.oid, v.aid, v.updated_at, v.collected_at, v.day,
+SELECT v.tenantid, v.hid, v.oid, v.aid, v.updated_at, v.collected_at, v.day, v.src_file, v.src_row,
        count(*) OVER keyed AS version_count, min(v.collected_at) OVER keyed AS first_collected_at
 FROM versions v SEMI JOIN touched t ON {_key_match("v", "t")}
 WINDOW keyed AS (PARTITION BY v.tenantid, v.hid, v.oid, v.aid)
@@ -233,12 +239,9 @@ QUALIFY row_number() OVER (PARTITION BY v.tenantid, v.hid, v.oid, v.aid
 ALERT_ROWS_SQL = """
 WITH latest AS (
     SELECT p.*, l.version_count, l.first_collected_at
-    FROM read_parquet({files}, hive_partitioning = true, union_by_name = true) p
-    JOIN latest_versions l  -- one parsed row per version: (id, updated_at) is unique within a day
-      ON p.tenantid = l.tenantid AND p.huntress.id = l.hid
-     AND p.huntress.organization_id IS NOT DISTINCT FROM l.oid
-     AND p.huntress.account_id IS NOT DISTINCT FROM l.aid
-     AND p.huntress.updated_at = l.updated_at AND p.collected_at = l.collected_at
+    FROM read_parquet({files}, hive_partitioning = true, union_by_name = true, filename = true,
+                      file_row_number = true) p
+    JOIN latest_versions l ON p.filename = l.src_file AND p.file_row_number = l.src_row  -- exactly one row
 )
 SELECT latest.alert_uid AS alert_id, latest.tenantid, latest.tenant_name, latest.huntress.id AS huntress_id,
        latest.huntress.organization_id AS organization_id, latest.huntress.account_id AS account_id,
@@ -254,7 +257,8 @@ SELECT latest.alert_uid AS alert_id, latest.tenantid, latest.tenant_name, latest
        a.hostname, a.os AS host_os, a.ipv4_address AS host_ipv4, a.external_ip AS host_external_ip,
        a.mac_addresses AS host_mac_addresses, a.domain_name AS host_domain_name,
        latest.* EXCLUDE (tenantid, tenant_name, domain, body, alert_uid, severity_score, severity_id, status_id,
-                         security_product, portal_url, collected_at, version_count, first_collected_at)
+                         security_product, portal_url, collected_at, version_count, first_collected_at,
+                         filename, file_row_number)
 FROM latest
 LEFT JOIN {assets} a ON a.tenantid = latest.tenantid AND a.agent_id = latest.huntress.agent_id
 """

@@ -28,7 +28,9 @@ def test_staging_holds_at_most_a_batch_across_days_and_keeps_every_row(tmp_path,
             most_held = max(most_held, consumed - sum(written))
             yield row
 
-    staged = lake.stage_incident_rows(walk(), batch_rows=700)
+    stage_dir = (tmp_path / "stage")
+    stage_dir.mkdir()
+    staged = lake.stage_incident_rows(walk(), stage_dir, batch_rows=700)
 
     assert set(staged) == {row["updated_at"].date() for row in rows}
     stored = []
