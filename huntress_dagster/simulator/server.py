@@ -15,8 +15,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
+from .api import route
 from .world import BadRequest, World, WorldConfig
 
 DEMO_API_KEY = "demo-key"
@@ -24,17 +25,14 @@ DEMO_API_SECRET = "demo-secret-not-for-production"
 # Authenticates, but lacks permission: every /v1 request answers 403 (to exercise that error path).
 FORBIDDEN_API_KEY = "no-permissions-key"
 
-INCIDENT_FILTER_ENUMS = {
-    "status": {"sent", "closed", "dismissed", "auto_remediating", "deleting", "partner_dismissed"},
-    "severity": {"low", "high", "critical"},
-    "platform": {"windows", "darwin", "microsoft_365", "google", "linux", "email_security", "other"},
-    "indicator_type": {
-        "footholds", "monitored_files", "ransomware_canaries", "antivirus_detections", "process_detections",
-        "managed_identity", "mde_detections", "siem_detections", "favicon_detections", "behavioral_detections",
-        "email_security_detections", "app_control", "ai_misuse",
-    },
+# /_sim/truth/<name> -> (envelope, World method): the current latest state of every record
+TRUTH = {
+    "incidents": ("incident_reports", "truth_incidents"), "agents": ("agents", "truth_agents"),
+    "signals": ("signals", "truth_signals"), "escalations": ("escalations", "truth_escalations"),
+    "platform_actions": ("platform_actions", "truth_platform_actions"),
+    "identities": ("identities", "truth_identities"), "external_ports": ("external_ports", "truth_external_ports"),
+    "organizations": ("organizations", "truth_organizations"), "accounts": ("accounts", "truth_accounts"),
 }
-AGENT_FILTER_ENUMS = {"platform": {"windows", "darwin", "linux"}}
 
 
 @dataclass
@@ -143,15 +141,6 @@ class SimulatorServer:
             self.request_log.append(entry)
 
 
-def _int_param(query: dict[str, str], name: str, default: int | None = None) -> int | None:
-    if name not in query:
-        return default
-    try:
-        return int(query[name])
-    except ValueError:
-        raise BadRequest(f"{name} is invalid") from None
-
-
 class _Handler(BaseHTTPRequestHandler):
     sim: SimulatorServer
     protocol_version = "HTTP/1.1"
@@ -197,6 +186,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server naming)
         path = urlsplit(self.path).path
         body = self._read_json()
+        try:
+            self._admin_post(path, body)
+        except (TypeError, KeyError, ValueError) as exc:  # unknown tick counts, unknown ids
+            self._error(400, f"{type(exc).__name__}: {exc}")
+
+    def _admin_post(self, path: str, body: dict[str, Any]) -> None:
         sim = self.sim
         if path == "/_sim/tick":
             self._send(200, sim.world.tick(**body))
@@ -215,26 +210,51 @@ class _Handler(BaseHTTPRequestHandler):
             with sim._lock:
                 sim.request_log.clear()
             self._send(200, {"cleared": True})
+        elif path == "/_sim/rename_organization":  # {"organization_id", "name"?, "account_id"?}
+            world = self._world_of(body.get("account_id"))
+            self._send(200, {"organization": world.rename_organization(int(body["organization_id"]),
+                                                                       body.get("name"))})
+        elif path == "/_sim/accounts/add":  # {"name"?, "status"?, any WorldConfig size: "agents", ...}
+            self._send(200, {"account": sim.world.add_account(**body)})
+        elif path == "/_sim/accounts/remove":  # {"account_id"}
+            self._send(200, {"removed": sim.world.remove_account(int(body["account_id"]))})
+        elif path == "/_sim/accounts/update":  # {"account_id", "name"?, "status"?, "support_type"?}
+            account_id = int(body.pop("account_id"))
+            self._send(200, {"account": sim.world.update_account(account_id, **body)})
         else:
             self._error(404, "not found")
+
+    def _world_of(self, account_id: Any) -> World:
+        """The top-level world, or the customer account's world when `account_id` names one."""
+        if account_id in (None, "", self.sim.world.config.account_id, str(self.sim.world.config.account_id)):
+            return self.sim.world
+        return self.sim.world.accounts[int(account_id)]
 
     def _admin_get(self, path: str, query: dict[str, str]) -> None:
         sim = self.sim
         if path == "/_sim/info":
-            self._send(200, {"url": sim.url, "api_key": sim.config.api_key, "seed": sim.world.config.seed,
-                             "anchor": sim.world.anchor, "ticks": sim.world.tick_count,
-                             "incidents": len(sim.world.incidents), "agents": len(sim.world.agents),
-                             "rate_limit": sim.config.rate_limit,
+            world = sim.world
+            self._send(200, {"url": sim.url, "api_key": sim.config.api_key, "seed": world.config.seed,
+                             "anchor": world.anchor, "ticks": world.tick_count,
+                             "incidents": len(world.incidents), "agents": len(world.agents),
+                             "signals": len(world.signals), "escalations": len(world.escalations),
+                             "platform_actions": len(world.platform_actions), "identities": len(world.identities),
+                             "external_ports": len(world.external_ports), "organizations": len(world.organizations),
+                             "accounts": sorted(world.accounts), "rate_limit": sim.config.rate_limit,
                              "rate_window_seconds": sim.config.rate_window_seconds})
         elif path == "/_sim/requests":
             since = float(query.get("since", 0))
             with sim._lock:
                 entries = [e for e in sim.request_log if e["t"] >= since]
             self._send(200, {"requests": entries})
-        elif path == "/_sim/truth/incidents":
-            self._send(200, {"incident_reports": sim.world.truth_incidents()})
-        elif path == "/_sim/truth/agents":
-            self._send(200, {"agents": sim.world.truth_agents()})
+        elif path.startswith("/_sim/truth/") and path[len("/_sim/truth/"):] in TRUTH:
+            # ?account_id=<customer account> reads that account's world
+            envelope, method = TRUTH[path[len("/_sim/truth/"):]]
+            try:
+                world = self._world_of(query.get("account_id"))
+            except (KeyError, ValueError):
+                return self._error(404, "no such account")
+            self._send(200, {envelope: getattr(world, method)()})
         else:
             self._error(404, "not found")
 
@@ -297,7 +317,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(429, "Too Many Requests", limit_headers)
             return 429
         try:
-            status, payload = self._route(path, query)
+            status, payload = route(sim.world, path, query, sim.url)
         except BadRequest as exc:
             self._error(400, str(exc), limit_headers)
             return 400
@@ -307,99 +327,3 @@ class _Handler(BaseHTTPRequestHandler):
             return status
         self._send(status, payload, limit_headers)
         return status
-
-    def _route(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
-        world = self.sim.world
-        segments = path.strip("/").split("/")
-        if segments[:1] != ["v1"]:
-            return 404, {"status": 404, "error": "Not Found"}
-        segments = segments[1:]
-        if segments == ["account"]:
-            return 200, {"account": world.account_json()}
-        if segments == ["actor"]:
-            return 200, world.actor_json()
-        if segments == ["organizations"]:
-            return self._list(query, {"id", "created_at", "updated_at", "name", "key"}, {}, "organizations",
-                              self._organizations, str_filters=("name", "key"))
-        if segments == ["agents"]:
-            return self._list(query, {"id", "created_at", "updated_at"}, AGENT_FILTER_ENUMS, "agents",
-                              world.list_agents, int_filters=("organization_id",),
-                              str_filters=("hostname", "os", "version"))
-        if segments == ["incident_reports"]:
-            return self._list(query, {"id", "created_at", "updated_at"}, INCIDENT_FILTER_ENUMS,
-                              "incident_reports", world.list_incidents,
-                              int_filters=("organization_id", "agent_id"))
-        if len(segments) == 2 and segments[1].isdigit():
-            record_id = int(segments[1])
-            with world.lock:
-                if segments[0] == "agents" and record_id in world.agents:
-                    return 200, {"agent": world.agent_json(world.agents[record_id])}
-                if segments[0] == "incident_reports" and record_id in world.incidents:
-                    return 200, {"incident_report": world.incident_json(world.incidents[record_id])}
-                if segments[0] == "organizations":
-                    for org in world.organizations:
-                        if org["id"] == record_id:
-                            return 200, {"organization": dict(org)}
-        if (len(segments) == 3 and segments[0] == "incident_reports" and segments[1].isdigit()
-                and segments[2] == "remediations"):
-            incident = world.incidents.get(int(segments[1]))
-            if incident is not None:
-                return self._remediations(incident, query)
-        return 404, {"status": 404, "error": "Not Found"}
-
-    def _paging(self, query: dict[str, str], sort_fields: set[str]) -> tuple[int, str, str, str | None]:
-        limit = _int_param(query, "limit", 10)
-        if limit is None or not 1 <= limit <= 500:
-            raise BadRequest("limit does not have a valid value (1..500)")
-        sort_field = query.get("sort_field", "id")
-        if sort_field not in sort_fields:
-            raise BadRequest("sort_field does not have a valid value")
-        direction = query.get("sort_direction", "desc")
-        if direction not in ("asc", "desc"):
-            raise BadRequest("sort_direction does not have a valid value")
-        return limit, sort_field, direction, query.get("page_token") or None
-
-    def _list(self, query, sort_fields, enums, collection, lister, int_filters=(), str_filters=()):
-        limit, sort_field, direction, token = self._paging(query, sort_fields)
-        filters: dict[str, Any] = {}
-        for name, allowed in enums.items():
-            if name in query:
-                if query[name] not in allowed:
-                    raise BadRequest(f"{name} does not have a valid value")
-                filters[name] = query[name]
-        for name in int_filters:
-            if name in query:
-                filters[name] = _int_param(query, name)
-        for name in str_filters:
-            if name in query:
-                filters[name] = query[name]
-        items, next_token = lister(filters, sort_field, direction, limit, token)
-        return 200, {collection: items, "pagination": self._pagination(collection, query, next_token)}
-
-    def _pagination(self, collection: str, query: dict[str, str], next_token: str | None) -> dict[str, Any]:
-        if not next_token:
-            return {}
-        params = {k: v for k, v in query.items() if k != "page_token"}
-        params["page_token"] = next_token
-        return {"next_page_token": next_token,
-                "next_page_url": f"{self.sim.url}/{collection}?{urlencode(params)}"}
-
-    def _organizations(self, filters, sort_field, direction, limit, token):
-        orgs = [o for o in self.sim.world.organizations if all(o[k] == v for k, v in filters.items())]
-        orgs.sort(key=lambda o: (o[sort_field], o["id"]), reverse=direction == "desc")
-        start = int(token) if token and token.isdigit() else 0
-        page = orgs[start:start + limit]
-        return page, (str(start + limit) if start + limit < len(orgs) else None)
-
-    def _remediations(self, incident, query) -> tuple[int, Any]:
-        limit, _, direction, token = self._paging(query, {"id", "created_at", "updated_at"})
-        world = self.sim.world
-        items = [world.remediation_json(incident, k) for k in range(incident.remediation_count)]
-        if direction == "desc":
-            items.reverse()
-        start = int(token) if token and token.isdigit() else 0
-        page = items[start:start + limit]
-        next_token = str(start + limit) if start + limit < len(items) else None
-        return 200, {"remediations": page,
-                     "pagination": self._pagination(f"incident_reports/{incident.id}/remediations", query,
-                                                    next_token)}

@@ -7,72 +7,47 @@ with keyset pagination, which stays exact while the world changes under a pagina
 
 from __future__ import annotations
 
-import base64
-import bisect
 import copy
-import json
 import random
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from sortedcontainers import SortedList
 
-DAY = 86_400
+from .accounts import AccountsMixin
+from .catalog import (
+    AGENT_OS,
+    DAY,
+    ENDPOINT_INDICATORS,
+    INCIDENT_PLATFORM_WEIGHTS,
+    INCIDENT_PLATFORMS,
+    OPEN_STATUSES,
+    ORG_SUFFIX,
+    ORG_WORDS,
+    PLATFORM_INDICATORS,
+    REMEDIATION_ACTIONS,
+    REMEDIATION_STATUSES,
+    SEVERITIES,
+    SEVERITY_WEIGHTS,
+    STATUS_WEIGHTS,
+    STATUSES,
+    SUMMARIES,
+    Agent,
+    Incident,
+)
+from .inventory import InventoryMixin, Organization
+from .paging import BadRequest, decode_token, encode_token, iso, page
+from .signals import SignalsMixin
+from .tickets import TicketsMixin
 
-STATUSES = ["closed", "sent", "dismissed", "auto_remediating", "partner_dismissed", "deleting"]
-STATUS_WEIGHTS = [60, 24, 8, 4, 3, 1]
-OPEN_STATUSES = {"sent", "auto_remediating"}
-SEVERITIES = ["low", "high", "critical"]
-SEVERITY_WEIGHTS = [25, 60, 15]
-INCIDENT_PLATFORMS = ["windows", "darwin", "linux", "microsoft_365", "google", "email_security", "other"]
-INCIDENT_PLATFORM_WEIGHTS = [70, 8, 6, 9, 2, 3, 2]
-ENDPOINT_INDICATORS = [
-    "footholds", "monitored_files", "ransomware_canaries", "antivirus_detections", "process_detections",
-    "mde_detections", "behavioral_detections", "app_control",
-]
-PLATFORM_INDICATORS = {
-    "microsoft_365": ["managed_identity"],
-    "google": ["managed_identity"],
-    "email_security": ["email_security_detections"],
-    "other": ["siem_detections", "favicon_detections", "ai_misuse"],
+_TICK_COUNTS = {
+    "new_incidents", "status_changes", "agent_changes", "new_agents", "new_signals", "signal_status_changes",
+    "escalations_opened", "escalations_closed", "platform_actions_opened", "platform_actions_closed",
+    "identity_changes", "new_identities", "port_scans", "ports_opened", "ports_closed", "organization_renames",
 }
-REMEDIATION_ACTIONS = [
-    ("assisted", "Delete File", "path"),
-    ("assisted", "Delete Scheduled Task", "task_name"),
-    ("assisted", "Delete Registry Value", "registry_key"),
-    ("assisted", "Kill Process", "process_id"),
-    ("manual", "Reset user password", None),
-    ("containment", "Isolate host", None),
-]
-REMEDIATION_STATUSES = ["completed", "approved", "unapproved", "failed", "cancelled"]
-AGENT_OS = {
-    "windows": [("Windows 10 Pro", 10, 0, "19045"), ("Windows 11 Enterprise", 10, 0, "22631"),
-                ("Windows Server 2019 Standard", 10, 0, "17763"), ("Windows Server 2022 Datacenter", 10, 0, "20348")],
-    "darwin": [("macOS 14.5", 14, 5, "23F79"), ("macOS 13.6", 13, 6, "22G120")],
-    "linux": [("Ubuntu 22.04.4 LTS", 22, 4, "5.15.0-105"), ("Red Hat Enterprise Linux 9.3", 9, 3, "5.14.0-362")],
-}
-ORG_WORDS = ["Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Vandelay", "Wonka", "Soylent",
-             "Tyrell", "Cyberdyne", "Massive", "Oscorp", "Gringotts", "Monarch", "Pied Piper", "Dunder"]
-ORG_SUFFIX = ["Inc.", "LLC", "Dental", "Law Group", "Manufacturing", "Clinic", "Logistics", "Holdings"]
-SUMMARIES = [
-    "Huntress detected a malicious scheduled task on this host. We recommend removing the file and "
-    "scheduled task listed in the remediation steps below.",
-    "A suspicious PowerShell command downloaded and executed a remote payload. The host was isolated.",
-    "Credential harvesting activity was observed from a foreign IP address against this identity.",
-    "Ransomware canary files were modified; the process responsible was terminated.",
-    "An unauthorized remote monitoring tool was installed and used for persistence.",
-]
-
-
-def iso(ts: int | None) -> str | None:
-    """ISO-8601 UTC with second precision, as the API formats timestamps."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+__all__ = ["BadRequest", "World", "WorldConfig", "decode_token", "encode_token", "iso"]
 
 
 @dataclass
@@ -93,85 +68,53 @@ class WorldConfig:
     many_remediations_share: float = 0.01  # more than 10 remediations (has_more): rare in practice
     flat_remediations_share: float = 0.02  # the older payload shape: a flat array
     null_share: float = 0.08  # nullable fields (summary, agent_id, organization_id, ...) set to null
+    # Later content types; each draws from its own random stream, so agents and incidents never change.
+    signals: int = 1_500
+    escalations: int = 60
+    platform_actions: int = 25
+    identities: int = 200
+    external_ports: int = 60
+    customer_accounts: int = 0  # reseller: customer accounts served under /v1/accounts/{id}/...
+    customer_scale: float = 0.1  # a customer account's size relative to this one
+    id_offset: int = 0  # added to every id (customer accounts: 10 million apart)
 
 
-@dataclass(slots=True)
-class Incident:
-    id: int
-    organization_id: int | None
-    agent_id: int | None
-    platform: str
-    severity: str
-    status: str
-    indicator_types: tuple[str, ...]
-    indicator_counts: dict[str, int]
-    created_at: int
-    updated_at: int
-    sent_at: int | None
-    closed_at: int | None
-    status_updated_at: int
-    summary_index: int | None
-    remediation_count: int
-    flat_remediations: bool
-    body_bytes: int
-    hostname: str
-
-
-@dataclass(slots=True)
-class Agent:
-    id: int
-    organization_id: int
-    hostname: str
-    platform: str
-    os_index: int
-    created_at: int
-    updated_at: int
-    last_callback_at: int
-    last_survey_at: int | None
-    ipv4: str
-    external_ip: str | None
-    macs: tuple[str, ...]
-    version: str
-    edr_version: str | None
-    defender_status: str | None
-    firewall_status: str
-    tamper_protection: bool | None
-    tags: tuple[str, ...]
-    serial: str
-
-
-class BadRequest(ValueError):
-    """A parameter the real API would reject with HTTP 400."""
-
-
-def encode_token(sort_value: Any, record_id: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps([sort_value, record_id]).encode()).decode()
-
-
-def decode_token(token: str) -> tuple[Any, int]:
-    try:
-        value, record_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return value, int(record_id)
-    except Exception:
-        raise BadRequest("page_token is invalid") from None
-
-
-class World:
+class World(SignalsMixin, TicketsMixin, InventoryMixin, AccountsMixin):
     """Everything one simulated Huntress account holds, guarded by one lock."""
 
     def __init__(self, config: WorldConfig | None = None):
         self.config = config or WorldConfig()
         self.anchor = self.config.anchor or int(time.time())
+        self._clock = self.anchor
         self.lock = threading.RLock()
         self._rng = random.Random(self.config.seed)
         self.tick_count = 0
-        self.organizations: list[dict[str, Any]] = []
+        self.organizations: dict[int, Organization] = {}
         self.agents: dict[int, Agent] = {}
         self.incidents: dict[int, Incident] = {}
         self._agents_by_updated = SortedList()  # (updated_at, id)
         self._incidents_by_updated = SortedList()
-        self._next_incident_id = 100_001
+        self._next_incident_id = 100_001 + self.config.id_offset
+        self._agent_ids: list[int] = []
+        self._agents_by_org: dict[int, list[int]] = {}
+        self._agents_by_org_size = -1
+        self._init_inventory()
+        self._init_signals()
+        self._init_tickets()
+        self._init_accounts()
         self._build()
+        self._build_inventory()
+        self._build_signals()
+        self._build_tickets()
+        self._build_accounts()
+
+    def _stream(self, name: str) -> random.Random:
+        """A random stream of its own per content type: adding one never shifts another's records."""
+        return random.Random(f"huntress-sim:{self.config.seed}:{name}")
+
+    def now(self) -> int:
+        """The world's current time: the wall clock, never before the anchor or the latest tick."""
+        return max(int(time.time()), self._clock)
 
     # --- generation ----------------------------------------------------------------------------
 
@@ -179,23 +122,20 @@ class World:
         cfg, rng = self.config, self._rng
         start = self.anchor - cfg.days * DAY
         for i in range(cfg.organizations):
-            org_id = 501 + i
+            org_id = 501 + cfg.id_offset + i
             name = f"{ORG_WORDS[i % len(ORG_WORDS)]} {ORG_SUFFIX[(i * 7) % len(ORG_SUFFIX)]}"
             if i >= len(ORG_WORDS):
                 name = f"{name} {i}"
             created = start - rng.randint(30, 900) * DAY
-            self.organizations.append({
-                "id": org_id, "name": name, "key": f"org{org_id}", "account_id": cfg.account_id,
-                "agents_count": 0, "incident_reports_count": 0, "logs_sources_count": rng.randint(0, 40),
-                "billable_identity_count": rng.randint(0, 300), "sat_learner_count": rng.randint(0, 300),
-                "identity_provider_tenant_id": None, "microsoft_365_tenant_id": None,
-                "microsoft_365_users_count": 0, "notify_emails": [f"soc@org{org_id}.example"],
-                "report_recipients": [f"it@org{org_id}.example"],
-                "created_at": iso(created), "updated_at": iso(created + DAY),
-            })
-        org_ids = [o["id"] for o in self.organizations]
+            logs_sources = rng.randint(0, 40)
+            rng.randint(0, 300)  # formerly a random billable identity count: now counted from identities
+            self.organizations[org_id] = Organization(
+                id=org_id, name=name, key=f"org{org_id}", created_at=created, updated_at=created + DAY,
+                logs_sources_count=logs_sources, sat_learner_count=rng.randint(0, 300))
+        org_ids = list(self.organizations)
         for i in range(cfg.agents):
-            agent = self._new_agent(10_001 + i, rng.choice(org_ids), start - rng.randint(1, 400) * DAY)
+            agent = self._new_agent(10_001 + cfg.id_offset + i, rng.choice(org_ids),
+                                    start - rng.randint(1, 400) * DAY)
             self._put_agent(agent)
         agent_ids = list(self.agents)
         # Incidents are created in id order, so sorting by id equals sorting by created_at.
@@ -209,10 +149,6 @@ class World:
                 if incident.status == "closed":
                     incident.closed_at = moved
             self._put_incident(incident)
-        for org in self.organizations:
-            org["agents_count"] = sum(1 for a in self.agents.values() if a.organization_id == org["id"])
-            org["incident_reports_count"] = sum(
-                1 for x in self.incidents.values() if x.organization_id == org["id"])
 
     def _new_agent(self, agent_id: int, org_id: int, created: int) -> Agent:
         rng = self._rng
@@ -247,7 +183,7 @@ class World:
         agent = self.agents[rng.choice(agent_ids)] if agent_ids and platform in ("windows", "darwin", "linux") else None
         if agent:
             platform = agent.platform  # an endpoint incident happens on its agent's platform
-        organization_id = agent.organization_id if agent else rng.choice(self.organizations)["id"]
+        organization_id = agent.organization_id if agent else rng.choice(list(self.organizations))
         if rng.random() < cfg.null_share / 2:
             organization_id = None
         status = rng.choices(STATUSES, STATUS_WEIGHTS)[0] if created < self.anchor - DAY else "sent"
@@ -278,25 +214,34 @@ class World:
     def _put_agent(self, agent: Agent) -> None:
         self.agents[agent.id] = agent
         self._agents_by_updated.add((agent.updated_at, agent.id))
+        self._org_agent_counts[agent.organization_id] += 1
 
     def _put_incident(self, incident: Incident) -> None:
         self.incidents[incident.id] = incident
         self._incidents_by_updated.add((incident.updated_at, incident.id))
+        self._org_incident_counts[incident.organization_id] += 1
 
     # --- time moves ----------------------------------------------------------------------------
 
     def tick(self, new_incidents: int = 3, status_changes: int = 2, agent_changes: int = 5,
-             new_agents: int = 0, now: int | None = None) -> dict[str, list[int]]:
-        """Move the world: new incidents appear, open ones change status, agents call back."""
+             new_agents: int = 0, now: int | None = None, *, new_signals: int = 3, signal_status_changes: int = 2,
+             escalations_opened: int = 1, escalations_closed: int = 1, platform_actions_opened: int = 1,
+             platform_actions_closed: int = 1, identity_changes: int = 1, new_identities: int = 0,
+             port_scans: int = 2, ports_opened: int = 0, ports_closed: int = 0, organization_renames: int = 0,
+             accounts: bool = True) -> dict[str, Any]:
+        """Move the world: new incidents appear, open ones change status, agents call back; new signals
+        arrive and old ones change status; escalations and platform actions open and resolve; identities
+        and external ports change; customer accounts (if any) move with the same counts."""
         with self.lock:
             now = max(now or int(time.time()), self.anchor)
+            self._clock = max(self._clock, now)
             self.tick_count += 1
             rng = self._rng
-            changed: dict[str, list[int]] = {"new_incidents": [], "status_changes": [], "agent_changes": [],
+            changed: dict[str, Any] = {"new_incidents": [], "status_changes": [], "agent_changes": [],
                                               "new_agents": []}
-            org_ids = [o["id"] for o in self.organizations]
+            org_ids = list(self.organizations)
             for _ in range(new_agents):
-                agent = self._new_agent(10_001 + len(self.agents), rng.choice(org_ids), now)
+                agent = self._new_agent(10_001 + self.config.id_offset + len(self.agents), rng.choice(org_ids), now)
                 agent.updated_at = agent.last_callback_at = now
                 self._put_agent(agent)
                 changed["new_agents"].append(agent.id)
@@ -321,6 +266,16 @@ class World:
                 incident.status, incident.sent_at = "sent", now
                 self._put_incident(incident)
                 changed["new_incidents"].append(incident.id)
+            # Everything below draws from its own random streams: the changes above never depend on it.
+            changed.update(self._tick_signals(now, new_signals, signal_status_changes))
+            changed.update(self._tick_tickets("escalations", now, escalations_opened, escalations_closed))
+            changed.update(self._tick_tickets("platform_actions", now, platform_actions_opened,
+                                              platform_actions_closed))
+            changed.update(self._tick_inventory(now, identity_changes, new_identities, port_scans, ports_opened,
+                                                ports_closed, organization_renames))
+            if accounts and self.accounts:
+                counts = {k: v for k, v in locals().items() if k in _TICK_COUNTS}
+                changed["accounts"] = self._tick_accounts(now, counts)
             return changed
 
     def _newest_incident_ids(self, n: int) -> list[int]:
@@ -430,10 +385,8 @@ class World:
                 f"/incident_reports/{incident.id}")
 
     def _org_name(self, org_id: int | None) -> str:
-        for org in self.organizations:
-            if org["id"] == org_id:
-                return org["name"]
-        return "Unassigned"
+        org = self.organizations.get(org_id) if org_id is not None else None
+        return org.name if org else "Unassigned"
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -451,9 +404,8 @@ class World:
             return not ("version" in filters and agent.version != filters["version"])
 
         with self.lock:
-            page, next_key = self._page(self.agents, self._agents_by_updated, keep, sort_field, direction,
-                                        limit, token)
-            return [self.agent_json(a) for a in page], next_key
+            found, next_key = page(self.agents, self._agents_by_updated, keep, sort_field, direction, limit, token)
+            return [self.agent_json(a) for a in found], next_key
 
     def list_incidents(self, filters: dict[str, Any], sort_field: str, direction: str, limit: int,
                        token: str | None) -> tuple[list[dict[str, Any]], str | None]:
@@ -464,47 +416,32 @@ class World:
             return not ("indicator_type" in filters and filters["indicator_type"] not in incident.indicator_types)
 
         with self.lock:
-            page, next_key = self._page(self.incidents, self._incidents_by_updated, keep, sort_field, direction,
-                                        limit, token)
-            page = [copy.copy(x) for x in page]
+            found, next_key = page(self.incidents, self._incidents_by_updated, keep, sort_field, direction, limit,
+                                   token)
+            found = [copy.copy(x) for x in found]
         # Bodies can be megabytes: render them from snapshots, outside the lock.
-        return [self.incident_json(x) for x in page], next_key
+        return [self.incident_json(x) for x in found], next_key
 
-    def _page(self, records: dict[int, Any], by_updated: SortedList, keep, sort_field: str, direction: str,
-              limit: int, token: str | None) -> tuple[list[Any], str | None]:
-        """Keyset pagination: the token holds the (sort value, id) of the last record served."""
-        reverse = direction == "desc"
-        if sort_field == "updated_at":
-            if token:
-                value, record_id = decode_token(token)
-                bound = (int(value), record_id)
-                keys: Iterator = (by_updated.irange(maximum=bound, inclusive=(True, False), reverse=True)
-                                  if reverse else by_updated.irange(minimum=bound, inclusive=(False, True)))
+    def get_json(self, collection: str, record_id: int) -> dict[str, Any] | None:
+        """The single-record answer of `/v1/<collection>/{id}` (with the detail-only fields), or None."""
+        with self.lock:
+            if collection == "agents" and record_id in self.agents:
+                return self.agent_json(self.agents[record_id])
+            if collection == "incident_reports" and record_id in self.incidents:
+                incident = copy.copy(self.incidents[record_id])
+            elif collection == "organizations" and record_id in self.organizations:
+                return self.organization_json(self.organizations[record_id], with_usages=True)
+            elif collection == "signals" and record_id in self.signals:
+                return self.signal_json(self.signals[record_id])
+            elif collection in ("escalations", "platform_actions") and record_id in self._books[collection].records:
+                return self.ticket_json(collection, self._books[collection].records[record_id], with_entities=True)
+            elif collection == "identities" and record_id in self.identities:
+                return self.identity_json(self.identities[record_id])
+            elif collection == "external_ports" and record_id in self.external_ports:
+                return self.external_port_json(self.external_ports[record_id])
             else:
-                keys = iter(by_updated.islice(reverse=reverse))
-            ids: Iterator[int] = (record_id for _, record_id in keys)
-        else:  # id and created_at share one order: ids are assigned, and inserted, in creation order
-            ordered = list(records)
-            if token:
-                _, last_id = decode_token(token)
-                cut = bisect.bisect_left(ordered, last_id)
-                ordered = ordered[:cut] if reverse else ordered[cut + 1:]
-            ids = reversed(ordered) if reverse else iter(ordered)
-        page: list[Any] = []
-        more = False
-        for record_id in ids:
-            record = records[record_id]
-            if not keep(record):
-                continue
-            if len(page) == limit:
-                more = True
-                break
-            page.append(record)
-        if not more or not page:
-            return page, None
-        last = page[-1]
-        sort_value = last.updated_at if sort_field == "updated_at" else last.id
-        return page, encode_token(sort_value, last.id)
+                return None
+        return self.incident_json(incident)
 
     def truth_incidents(self) -> list[dict[str, Any]]:
         """The current state of every incident's key fields (for tests and benchmarks)."""
