@@ -88,6 +88,23 @@ class AccountsMixin:
                 self.accounts[account_id].config.account_name = changes["name"]
             return self.customer_account_json(entry)
 
+    def account_json(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "id": cfg.account_id, "name": cfg.account_name, "subdomain": cfg.subdomain, "status": "enabled",
+            "support_type": "partner_supported",
+            "neighborhood_watch": {"edr": 0, "ispm": 0, "itdr": 0, "sat": 0, "siem": 0},
+            "billing_address": None, "shipping_address": None,
+        }
+
+    def actor_json(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "account": {"id": cfg.account_id, "name": cfg.account_name, "subdomain": cfg.subdomain,
+                        "status": "enabled"},
+            "user": {"id": 77, "email": "api@acme-mssp.example", "name": "API User"},
+        }
+
     def customer_account_json(self, entry: AccountEntry) -> dict[str, Any]:
         world = self.accounts[entry.id]
         return {

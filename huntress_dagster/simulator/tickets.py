@@ -143,7 +143,7 @@ class TicketsMixin:
 
     def _tick_tickets(self, name: str, now: int, opened: int, closed: int) -> dict[str, list[int]]:
         book, rng = self._books[name], self._ticket_rng[name]
-        changed: dict[str, list[int]] = {f"{name}_opened": [], f"{name}_closed": []}
+        changed: dict[str, list[int]] = {f"{name}_opened": [], f"{name}_closed": [], f"{name}_sent": []}
         # Oldest unresolved first: the SOC and partners work the queue in order.
         unresolved = [t for t in book.records.values() if t.status != "resolved"]
         for ticket in unresolved[:closed]:
@@ -154,6 +154,7 @@ class TicketsMixin:
             if ticket.status == "open" and rng.random() < 0.5:
                 ticket.status = "sent"
                 book.move(ticket, now)
+                changed[f"{name}_sent"].append(ticket.id)
         for _ in range(opened):
             ticket = self._new_ticket(name, now)
             book.put(ticket)

@@ -11,7 +11,6 @@ import copy
 import random
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from sortedcontainers import SortedList
@@ -37,46 +36,13 @@ from .catalog import (
     Agent,
     Incident,
 )
+from .config import TICK_COUNTS, WorldConfig
 from .inventory import InventoryMixin, Organization
 from .paging import BadRequest, decode_token, encode_token, iso, page
 from .signals import SignalsMixin
 from .tickets import TicketsMixin
 
-_TICK_COUNTS = {
-    "new_incidents", "status_changes", "agent_changes", "new_agents", "new_signals", "signal_status_changes",
-    "escalations_opened", "escalations_closed", "platform_actions_opened", "platform_actions_closed",
-    "identity_changes", "new_identities", "port_scans", "ports_opened", "ports_closed", "organization_renames",
-}
 __all__ = ["BadRequest", "World", "WorldConfig", "decode_token", "encode_token", "iso"]
-
-
-@dataclass
-class WorldConfig:
-    seed: int = 1
-    organizations: int = 5
-    agents: int = 200
-    incidents: int = 500
-    days: int = 30
-    anchor: int | None = None  # epoch seconds of "now" at creation; default: the current time
-    account_id: int = 4242
-    account_name: str = "Acme MSSP"
-    subdomain: str = "acme-mssp"
-    body_min_bytes: int = 2_000
-    body_max_bytes: int = 20_000
-    large_body_share: float = 0.01  # 500 KiB .. 5 MiB bodies
-    huge_body_share: float = 0.0  # >= 5 MiB bodies (slow to serve: opt in)
-    many_remediations_share: float = 0.01  # more than 10 remediations (has_more): rare in practice
-    flat_remediations_share: float = 0.02  # the older payload shape: a flat array
-    null_share: float = 0.08  # nullable fields (summary, agent_id, organization_id, ...) set to null
-    # Later content types; each draws from its own random stream, so agents and incidents never change.
-    signals: int = 1_500
-    escalations: int = 60
-    platform_actions: int = 25
-    identities: int = 200
-    external_ports: int = 60
-    customer_accounts: int = 0  # reseller: customer accounts served under /v1/accounts/{id}/...
-    customer_scale: float = 0.1  # a customer account's size relative to this one
-    id_offset: int = 0  # added to every id (customer accounts: 10 million apart)
 
 
 class World(SignalsMixin, TicketsMixin, InventoryMixin, AccountsMixin):
@@ -274,7 +240,7 @@ class World(SignalsMixin, TicketsMixin, InventoryMixin, AccountsMixin):
             changed.update(self._tick_inventory(now, identity_changes, new_identities, port_scans, ports_opened,
                                                 ports_closed, organization_renames))
             if accounts and self.accounts:
-                counts = {k: v for k, v in locals().items() if k in _TICK_COUNTS}
+                counts = {k: v for k, v in locals().items() if k in TICK_COUNTS}
                 changed["accounts"] = self._tick_accounts(now, counts)
             return changed
 
@@ -282,23 +248,6 @@ class World(SignalsMixin, TicketsMixin, InventoryMixin, AccountsMixin):
         return [record_id for _, record_id in self._incidents_by_updated.islice(-n, reverse=True)]
 
     # --- rendering -----------------------------------------------------------------------------
-
-    def account_json(self) -> dict[str, Any]:
-        cfg = self.config
-        return {
-            "id": cfg.account_id, "name": cfg.account_name, "subdomain": cfg.subdomain, "status": "enabled",
-            "support_type": "partner_supported",
-            "neighborhood_watch": {"edr": 0, "ispm": 0, "itdr": 0, "sat": 0, "siem": 0},
-            "billing_address": None, "shipping_address": None,
-        }
-
-    def actor_json(self) -> dict[str, Any]:
-        cfg = self.config
-        return {
-            "account": {"id": cfg.account_id, "name": cfg.account_name, "subdomain": cfg.subdomain,
-                        "status": "enabled"},
-            "user": {"id": 77, "email": "api@acme-mssp.example", "name": "API User"},
-        }
 
     def agent_json(self, agent: Agent) -> dict[str, Any]:
         os_name, os_major, os_minor, build = AGENT_OS[agent.platform][agent.os_index]
