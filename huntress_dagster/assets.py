@@ -168,7 +168,8 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
                                                        stage_dir)
                     # A day is complete as of this walk only if the walk proved everything it needed.
                     floor = stats.proven_down_to
-                    proven = {d for d in days if needs[d] is None or (floor is not None and floor <= needs[d])}
+                    proven = {d for d in days if needs[d] is None or (floor is not None and floor <= needs[d]
+                                                                       and d.isoformat() not in stats.poisoned_days)}
                     commit = store.commit_incident_days(days, staged, walk_started, proven)
             account_facts(huntress, store, client)
             api = client_metadata(client)
@@ -178,9 +179,11 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
         context.log.info(f"Committed {len(days)} day(s): {stats.records_in_window} versions walked "
                          f"({commit.new} new, {commit.updated} updated, {commit.unchanged} unchanged) with "
                          f"{api['api_requests']} API requests")
+        # try(): raw JSON keeps a lone surrogate escape (\ud800) as the API sent it, which DuckDB's JSON
+        # functions reject; parsed_syslog holds such strings with U+FFFD instead.
         newest = preview(store, f"""
-            SELECT id, updated_at, json_extract_string(raw_json, '$.status') AS status,
-                   json_extract_string(raw_json, '$.severity') AS severity, organization_id
+            SELECT id, updated_at, try(json_extract_string(raw_json, '$.status')) AS status,
+                   try(json_extract_string(raw_json, '$.severity')) AS severity, organization_id
             FROM raw_incidents WHERE day BETWEEN '{days[0]}' AND '{days[-1]}' ORDER BY updated_at DESC""")
         return dg.MaterializeResult(metadata={
             "walk_lower_bound": lower.isoformat() if lower else "none (complete)",
@@ -219,8 +222,8 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
         context.log.info(f"Agent snapshot of {count} agents written to {path.name} with {api['api_requests']} "
                          f"requests; versus the previous snapshot: {changes}")
         newest = preview(store, f"""
-            SELECT id, json_extract_string(raw_json, '$.hostname') AS hostname,
-                   json_extract_string(raw_json, '$.platform') AS platform, organization_id, updated_at
+            SELECT id, try(json_extract_string(raw_json, '$.hostname')) AS hostname,
+                   try(json_extract_string(raw_json, '$.platform')) AS platform, organization_id, updated_at
             FROM read_parquet({sql_literal(str(path))}) ORDER BY updated_at DESC""")
         return dg.MaterializeResult(metadata={
             "agents": count, **changes, "snapshot": str(path.relative_to(store.root)), "pages": stats.pages,

@@ -51,7 +51,12 @@ def to_json_text(obj: Any) -> str:
 
 
 class PoisonRecord(ValueError):
-    """An API object that cannot be keyed or placed; its text says why."""
+    """An API object that cannot be keyed or placed; its text says why. `updated_at` is set when the
+    object's day is known (its id is the problem), so that day can be read again later."""
+
+    def __init__(self, reason: str, updated_at: datetime | None = None):
+        super().__init__(reason)
+        self.updated_at = updated_at
 
 
 def record_key(obj: Any, *, require_updated_at: bool = True) -> tuple[int, datetime | None]:
@@ -59,17 +64,18 @@ def record_key(obj: Any, *, require_updated_at: bool = True) -> tuple[int, datet
     if not isinstance(obj, dict):
         raise PoisonRecord(f"record is a JSON {type(obj).__name__}, not an object")
     record_id, stamp = obj.get("id"), obj.get("updated_at")
+    updated_at = None
+    if stamp is not None or require_updated_at:
+        if not isinstance(stamp, str):
+            raise PoisonRecord(f"updated_at is not a timestamp string: {to_json_text(stamp)[:40]}")
+        try:
+            updated_at = parse_api_time(stamp)
+        except ValueError:
+            raise PoisonRecord(f"updated_at is not an ISO-8601 timestamp: {stamp[:40]!r}") from None
     if type(record_id) is not int:  # bool is an int subclass; "77" is not an id
         raise PoisonRecord("missing id" if record_id is None else
-                           f"id is not an integer: {to_json_text(record_id)[:40]}")
-    if stamp is None and not require_updated_at:
-        return record_id, None
-    if not isinstance(stamp, str):
-        raise PoisonRecord(f"updated_at is not a timestamp string: {to_json_text(stamp)[:40]}")
-    try:
-        return record_id, parse_api_time(stamp)
-    except ValueError:
-        raise PoisonRecord(f"updated_at is not an ISO-8601 timestamp: {stamp[:40]!r}") from None
+                           f"id is not an integer: {to_json_text(record_id)[:40]}", updated_at)
+    return record_id, updated_at
 
 
 PoisonHandler = Callable[[Any, str, str], None]  # (object, reason, endpoint)
@@ -93,6 +99,7 @@ class WalkStats:
     # Every record updated at or after this was seen (None: nothing proven). Set by walks that prove it.
     proven_down_to: datetime | None = None
     anomalies: list[str] = field(default_factory=list)  # why a walk proved less than it covered
+    poisoned_days: set[str] = field(default_factory=set)  # days of quarantined records: to be read again
 
     def prove(self, floor: datetime | None, first: bool) -> None:
         """Combine one walk's proof with the others' (several organization walks): the weakest holds."""
@@ -158,6 +165,8 @@ def walk_incident_reports(
                         key = walk.admit(obj)
                     except PoisonRecord as poison:
                         stats.quarantined += 1
+                        if poison.updated_at is not None:
+                            stats.poisoned_days.add(poison.updated_at.date().isoformat())
                         on_poison(obj, str(poison), "/incident_reports")
                         continue
                     if key is None:

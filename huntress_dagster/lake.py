@@ -532,6 +532,7 @@ class Lake:
             with self.lock("catalog", timeout=timeout), duckdb.connect(str(self.catalog_path)) as con:
                 for statement in statements:
                     con.execute(statement)
+            self.catalog_path.chmod(self.file_mode)  # DuckDB creates it with the process umask
             return True
         except Exception as exc:  # a lock held by a user's session must not fail the run
             log.warning("Catalog %s not refreshed (%s); Parquet files are committed and the existing views "

@@ -45,11 +45,11 @@ class Pipeline:
         return Lake(self.lake_dir)
 
     def run_incidents(self, first: date | None = None, last: date | None = None,
-                      full_refresh: bool = False) -> dg.ExecuteInProcessResult:
+                      full_refresh: bool = False, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
         tags = range_tags(first or start_day(), last or today())
         config = {"ops": {"raw_incidents": {"config": {"full_refresh": full_refresh}}}}
-        return self.defs.resolve_job_def(INCIDENTS_JOB).execute_in_process(tags=tags, instance=self.instance,
-                                                                           run_config=config)
+        return self.defs.resolve_job_def(INCIDENTS_JOB).execute_in_process(
+            tags=tags, instance=self.instance, run_config=config, raise_on_error=raise_on_error)
 
     def run_agents(self) -> dg.ExecuteInProcessResult:
         return self.defs.resolve_job_def(AGENTS_JOB).execute_in_process(partition_key=today().isoformat(),

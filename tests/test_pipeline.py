@@ -261,8 +261,12 @@ def test_run_killed_half_way_then_rerun_equals_a_clean_run(make_simulator, tmp_p
         time.sleep(0.2)
     os.killpg(victim.pid, signal.SIGKILL)  # a crash mid-walk, not a clean stop
     victim.wait()
+    staging = tmp_path / "lake" / "_staging"
+    assert [p for p in staging.iterdir() if p.is_dir()], "the killed walk left its staging directory"
     admin(server, "faults", {"slow": 0})
     assert dagster_cli(*args, env=env, cwd=tmp_path).returncode == 0
+    assert list(staging.iterdir()) == []  # the next run removed what the dead one left
+    assert list((tmp_path / "lake").rglob(".tmp-*")) == []
 
     clean_dir = tmp_path / "clean"
     clean_dir.mkdir()

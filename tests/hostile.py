@@ -1,0 +1,121 @@
+"""A hostile Huntress API on loopback: a real HTTP proxy in front of the bundled simulator that serves the
+swagger's envelopes but bends them the way a misbehaving API would (repeating page tokens, empty pages
+that still carry a token, repeats on a page, records that cannot be keyed).
+
+`HostileProxy(simulator).start()`; set `.fault` to one of FAULTS (None = pass everything through, i.e. a
+correct API). It forwards the client's own Authorization header, so credentials are checked upstream.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+
+FAULTS = ("repeat_token", "empty_pages_with_token", "repeats_on_page", "poison", "out_of_order")
+POISON = {  # what each poisoned record gets instead of its id / updated_at, by position on the first page
+    0: {"id": "77"},
+    1: {"updated_at": "garbage"},
+    2: {"updated_at": 1764450000},
+    3: {"id": None},
+    4: {"id": "__missing__"},
+}
+
+
+class HostileProxy:
+    def __init__(self, upstream_url: str, *, page_limit: int = 50, collection: str = "incident_reports"):
+        self.upstream = upstream_url.rstrip("/")  # .../v1
+        self.page_limit = page_limit  # forces several pages on a small world (a server may serve fewer)
+        self.collection = collection
+        self.fault: str | None = None
+        self.requests: list[str] = []  # paths+queries of /v1 requests served
+        self._http = httpx.Client(timeout=30)
+        self._lock = threading.Lock()
+        handler = type("BoundHostile", (_Handler,), {"proxy": self})
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> HostileProxy:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._http.close()
+
+    def requests_to(self, collection: str) -> int:
+        return sum(1 for r in self.requests if urlsplit(r).path.endswith("/" + collection))
+
+    # --- the faults ------------------------------------------------------------------------------
+
+    def bend(self, path: str, query: dict[str, str], payload: dict[str, Any]) -> dict[str, Any]:
+        """The upstream page as the fault bends it ("empty_pages_with_token" never reaches upstream: after the
+        first page it answers empty pages, each with a fresh token, so there is no cycle to detect)."""
+        if self.fault is None or not path.endswith("/" + self.collection) or not isinstance(payload, dict):
+            return payload
+        items = payload.get(self.collection) or []
+        pagination = payload.setdefault("pagination", {})
+        first_page = "page_token" not in query
+        if self.fault == "repeat_token" and not first_page:
+            pagination["next_page_token"] = query["page_token"]  # the same page, forever
+        elif self.fault == "repeats_on_page" and len(items) >= 3:
+            items.append(dict(items[0]))  # a non-adjacent repeat of the page's first (id, updated_at)
+            items.insert(2, dict(items[1]))
+        elif self.fault == "poison" and first_page:
+            for position, change in POISON.items():
+                for field, value in change.items():
+                    if value == "__missing__":
+                        items[position].pop(field, None)
+                    else:
+                        items[position][field] = value
+            items[5]["subject"] = "lone surrogate \ud800 in a subject"
+        elif self.fault == "out_of_order" and first_page and len(items) >= 10:
+            items[1], items[-1] = items[-1], items[1]  # far apart: different stamps
+        return payload
+
+
+class _Handler(BaseHTTPRequestHandler):
+    proxy: HostileProxy
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        proxy = self.proxy
+        parts = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        with proxy._lock:
+            proxy.requests.append(self.path)
+        if parts.path.endswith("/" + proxy.collection):
+            query["limit"] = str(min(int(query.get("limit", 500)), proxy.page_limit))
+        if proxy.fault == "empty_pages_with_token" and "page_token" in query:  # tokens upstream never issued
+            self._answer(200, json.dumps({proxy.collection: [],
+                                          "pagination": {"next_page_token": uuid.uuid4().hex}}).encode())
+            return
+        upstream = proxy.upstream + parts.path.removeprefix("/v1") + ("?" + urlencode(query) if query else "")
+        response = proxy._http.get(upstream, headers={"Authorization": self.headers.get("Authorization", "")})
+        body = response.content
+        if response.status_code == 200:
+            payload = proxy.bend(parts.path, query, response.json())
+            # ensure_ascii keeps a lone surrogate as the escape \ud800, as a real API's JSON would carry it
+            body = json.dumps(payload).encode()
+        self._answer(response.status_code, body)
+
+    def _answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)

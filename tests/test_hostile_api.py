@@ -1,0 +1,197 @@
+"""Lossless against a misbehaving API: real Dagster runs through a hostile proxy (tests/hostile.py) in front
+of the simulator, then the same lake against the correct API. Each case says what broke before."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from huntress_dagster.checks import duplicate_alert_keys, quarantined_records
+from huntress_dagster.client import HuntressClient
+from huntress_dagster.errors import HuntressPaginationError, HuntressResponseTooLargeError, HuntressTLSError
+from huntress_dagster.ratelimit import RateLimiter
+from huntress_dagster.simulator import DEMO_API_KEY, DEMO_API_SECRET
+
+from .dagster_helpers import make_pipeline
+from .hostile import POISON, HostileProxy
+from .test_pipeline import lake_alerts, truth_alerts
+
+pytestmark = pytest.mark.filterwarnings("ignore::dagster.BetaWarning", "ignore::dagster.PreviewWarning")
+
+
+@pytest.fixture
+def hostile(simulator):
+    proxy = HostileProxy(simulator.url).start()
+    yield proxy
+    proxy.stop()
+
+
+def check_result(result, name: str):
+    return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
+
+
+def assert_only_days_above_the_walk_are_complete(pipeline) -> None:
+    """A broken walk proves only the days wholly newer than the lowest updated_at it saw."""
+    lake = pipeline.lake
+    oldest = pipeline.query("SELECT min(updated_at) FROM raw_incidents")[0][0]
+    for day in lake.committed_incident_days():
+        assert lake.incident_day_complete_as_of(day) is None or day > oldest.date(), day
+
+
+def committed_versions(pipeline) -> list[tuple]:
+    return pipeline.query("SELECT id, updated_at FROM raw_incidents ORDER BY ALL")
+
+
+def test_a_repeating_page_token_fails_the_run_within_two_requests_and_records_no_completeness(
+        simulator, hostile, tmp_path):
+    pipeline = make_pipeline(simulator, tmp_path, host_url=hostile.url)
+    hostile.fault = "repeat_token"
+    result = pipeline.run_incidents(full_refresh=True, raise_on_error=False)
+    assert not result.success
+    failure = str(result.failure_data_for_node("raw_incidents").error)
+    assert "repeats a next_page_token" in failure and "/incident_reports" in failure
+    assert hostile.requests_to("incident_reports") == 2  # the first page, then the page whose token repeats
+    assert len(committed_versions(pipeline)) == 100  # what the walk saw is kept
+    assert_only_days_above_the_walk_are_complete(pipeline)
+
+    hostile.fault = None  # a correct API: the next run reads everything
+    assert pipeline.run_incidents().success
+    assert lake_alerts(pipeline) == truth_alerts(simulator)
+
+
+def test_empty_pages_with_a_token_leave_the_watermark_so_a_correct_api_brings_every_record(
+        simulator, hostile, tmp_path):
+    pipeline = make_pipeline(simulator, tmp_path, host_url=hostile.url)
+    hostile.fault = "empty_pages_with_token"
+    result = pipeline.run_incidents(raise_on_error=False)
+    assert not result.success
+    assert "empty pages in a row" in str(result.failure_data_for_node("raw_incidents").error)
+    assert hostile.requests_to("incident_reports") == 4  # one page of records, three empty ones
+    assert len(committed_versions(pipeline)) == 50  # what the walk saw is kept
+    assert_only_days_above_the_walk_are_complete(pipeline)
+
+    hostile.fault = None
+    assert pipeline.run_incidents().success
+    assert lake_alerts(pipeline) == truth_alerts(simulator)
+    assert len(committed_versions(pipeline)) == len(simulator.world.truth_incidents())
+
+
+def test_repeats_on_a_page_are_stored_once_and_the_alerts_check_passes(simulator, hostile, tmp_path):
+    pipeline = make_pipeline(simulator, tmp_path, host_url=hostile.url)
+    hostile.fault = "repeats_on_page"
+    result = pipeline.run_incidents()
+    assert result.success
+    versions = committed_versions(pipeline)
+    assert len(versions) == len(set(versions)) == len(simulator.world.truth_incidents())
+    assert check_result(result, "alerts_key_unique").passed
+    assert lake_alerts(pipeline) == truth_alerts(simulator)
+
+
+def test_a_lake_already_holding_a_repeated_version_heals_on_the_next_run(simulator, tmp_path):
+    pipeline = make_pipeline(simulator, tmp_path)
+    assert pipeline.run_incidents().success
+    lake = pipeline.lake
+    day = lake.committed_incident_days()[-2]
+    path = lake.incident_day_path(day)
+    table, metadata = pq.read_table(path), pq.read_metadata(path).metadata
+    doubled = pa.concat_tables([table, table.slice(0, 3)]).replace_schema_metadata(metadata)
+    pq.write_table(doubled, path)  # as an earlier version of this connector could have stored it
+    assert lake._has_repeated_versions([path])
+
+    result = pipeline.run_incidents()
+    assert result.success
+    assert not lake._has_repeated_versions([path])
+    assert pq.read_metadata(path).num_rows == table.num_rows
+    assert check_result(result, "alerts_key_unique").passed
+    assert duplicate_alert_keys(lake) == 0
+    assert lake_alerts(pipeline) == truth_alerts(simulator)
+
+
+def test_poison_records_are_quarantined_named_in_a_failing_check_and_the_rest_commits(
+        simulator, hostile, tmp_path):
+    pipeline = make_pipeline(simulator, tmp_path, host_url=hostile.url)
+    hostile.fault = "poison"
+    result = pipeline.run_incidents()
+    assert result.success  # one bad record no longer stops collection
+    lake = pipeline.lake
+    total, named = quarantined_records(lake, "incident_reports")
+    assert total == len(POISON)
+    text = "\n".join(named)
+    for reason in ('id is not an integer: "77"', "updated_at is not an ISO-8601 timestamp: 'garbage'",
+                   "updated_at is not a timestamp string: 1764450000", "missing id"):
+        assert reason in text
+    check = check_result(result, "raw_incidents_nothing_quarantined")
+    assert not check.passed and '"77"' in check.description
+    rows = pipeline.query('SELECT reason, endpoint, raw_json FROM "_quarantine"')
+    assert {r[1] for r in rows} == {"/incident_reports"} and all(r[2].startswith("{") for r in rows)
+    # every other record committed, the lone surrogate one included (escaped in the raw JSON, replaced when parsed)
+    truth = simulator.world.truth_incidents()
+    assert len(committed_versions(pipeline)) == len(truth) - len(POISON)
+    subject = pipeline.query("SELECT huntress.subject FROM parsed_syslog WHERE huntress.subject LIKE 'lone%'")
+    assert subject == [("lone surrogate ? in a subject",)]  # the parser replaces lone surrogates
+    assert pipeline.query("SELECT count(*) FROM raw_incidents WHERE raw_json LIKE '%\\ud800%'") == [(1,)]
+
+    hostile.fault = None  # the API serves them correctly again: their days were left to be read again
+    assert pipeline.run_incidents().success
+    alerts = lake_alerts(pipeline)
+    expected = truth_alerts(simulator)
+    missing = set(expected) - set(alerts)
+    # only records whose updated_at was the poison cannot be placed in a day, so they wait for their next change
+    assert len(missing) <= 2
+
+
+def test_records_out_of_order_prove_nothing_and_fail_the_run(simulator, hostile, tmp_path):
+    pipeline = make_pipeline(simulator, tmp_path, host_url=hostile.url)
+    hostile.fault = "out_of_order"
+    result = pipeline.run_incidents(raise_on_error=False)
+    assert not result.success
+    assert "not in descending order" in str(result.failure_data_for_node("raw_incidents").error)
+    lake = pipeline.lake
+    assert all(lake.incident_day_complete_as_of(day) is None for day in lake.committed_incident_days())
+    hostile.fault = None
+    assert pipeline.run_incidents().success
+    assert lake_alerts(pipeline) == truth_alerts(simulator)
+
+
+def test_page_cap_and_response_size_cap_stop_a_walk_with_the_endpoint_named(simulator):
+    limiter = RateLimiter(10_000, 1.0)
+    with HuntressClient(DEMO_API_KEY, DEMO_API_SECRET, simulator.url, rate_limiter=limiter, max_pages=3) as client:
+        with pytest.raises(HuntressPaginationError, match="/incident_reports served more than 3 pages"):
+            list(client.incident_report_pages(limit=10))
+        assert client.stats.requests == 3
+    with HuntressClient(DEMO_API_KEY, DEMO_API_SECRET, simulator.url, rate_limiter=limiter,
+                        max_response_bytes=10_000) as client:
+        with pytest.raises(HuntressResponseTooLargeError, match="exceeds the cap"):
+            next(client.incident_report_pages())
+        assert client.stats.requests == 1  # not retried: the same page would be as large again
+
+
+def test_https_to_a_plain_http_port_is_reported_as_tls_after_one_quick_retry(simulator):
+    url = simulator.url.replace("http://", "https://")
+    with HuntressClient(DEMO_API_KEY, DEMO_API_SECRET, url, rate_limiter=RateLimiter(10_000, 1.0),
+                        backoff_base=0.05) as client:
+        with pytest.raises(HuntressTLSError, match="TLS handshake with 127.0.0.1 failed") as caught:
+            client.account()
+        assert client.stats.requests == 2
+    assert "https:// must point at a TLS port" in str(caught.value)
+
+
+def test_lake_files_and_directories_are_owner_only(simulator, tmp_path):
+    pipeline = make_pipeline(simulator, tmp_path)
+    assert pipeline.run_agents().success and pipeline.run_incidents().success
+    spill = pipeline.lake_dir / "_tmp" / "duckdb"
+    paths = [p for p in [pipeline.lake_dir, *pipeline.lake_dir.rglob("*")] if spill not in p.parents]
+    assert len(paths) > 30
+    loose = [f"{p}: {p.stat().st_mode & 0o777:o}" for p in paths if p.stat().st_mode & 0o077]
+    assert loose == []
+
+
+def test_a_lake_dir_that_is_a_file_fails_before_any_request(simulator, tmp_path):
+    pipeline = make_pipeline(simulator, tmp_path)
+    pipeline.lake_dir.write_text("not a directory")
+    before = len(simulator.request_log)
+    result = pipeline.run_incidents(raise_on_error=False)
+    assert not result.success
+    assert "exists and is not a directory" in str(result.failure_data_for_node("raw_incidents").error)
+    assert len(simulator.request_log) == before
