@@ -117,7 +117,9 @@ def test_signal_details_are_realistic_per_type(simulator):
     process = by_type["Process Insights"]["details"]
     assert set(process) == {"rule_name", "username", "process_name", "command_line", "registry_key", "file_path",
                             "file_rename_target", "cleartext"}  # the swagger example's keys
-    assert {"user_principal_name", "ip_address", "country_code"} <= set(by_type["Managed ITDR"]["details"])
+    itdr = next(s for s in signals if s["type"] == "Managed ITDR" and s["entity"]["type"] == "identity")
+    assert {"user_principal_name", "ip_address", "country_code"} <= set(itdr["details"])
+    assert itdr["details"]["user_principal_name"] == itdr["entity"]["name"]
     assert {"source_name", "event_count", "sample_event"} <= set(by_type["SIEM"]["details"])
     assert {"alert_id", "mitre_techniques", "sha256"} <= set(by_type["MDE Detections"]["details"])
     assert by_type["Antivirus"]["details"]["product"] == "Microsoft Defender Antivirus"

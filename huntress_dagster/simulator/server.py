@@ -1,7 +1,17 @@
 """A real HTTP server that behaves like the documented Huntress API v1, over a simulated World.
 
 Besides `/v1/...` it serves a small admin API under `/_sim/` (no auth, loopback only) that tests,
-benchmarks and the demo use to move time, inject faults and read the request log.
+benchmarks and the demo use to move time, inject faults and read the request log:
+
+    POST /_sim/tick                 {"new_incidents": 3, "new_signals": 3, ...}  (World.tick's counts)
+    POST /_sim/faults, /_sim/rate_limit, /_sim/requests/clear
+    POST /_sim/rename_organization  {"organization_id", "name"?, "account_id"?}
+    POST /_sim/accounts/add         {"name"?, "status"?, WorldConfig sizes such as "agents"?}
+    POST /_sim/accounts/remove      {"account_id"}
+    POST /_sim/accounts/update      {"account_id", "name"?, "status"?, "support_type"?}
+    GET  /_sim/info, /_sim/requests?since=
+    GET  /_sim/truth/<incidents|agents|signals|escalations|platform_actions|identities|external_ports|
+                     organizations|accounts>?account_id=   (the latest state of every record)
 """
 
 from __future__ import annotations

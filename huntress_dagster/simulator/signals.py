@@ -230,7 +230,8 @@ class SignalsMixin:
             return details
         if kind == "Managed ITDR":
             country, city = rng.choice(_COUNTRIES)
-            return {"rule_name": rule, "user_principal_name": signal.entity_name, "country_code": country,
+            who = "app_display_name" if signal.entity_type == "service_principal" else "user_principal_name"
+            return {"rule_name": rule, who: signal.entity_name, "country_code": country,
                     "city": city, "ip_address": f"{rng.choice([45, 91, 185, 193])}.{rng.randrange(256)}."
                                                 f"{rng.randrange(256)}.{rng.randrange(1, 255)}",
                     "isp": rng.choice(["M247 Europe", "DigitalOcean", "Choopa LLC", "Comcast Cable"]),
