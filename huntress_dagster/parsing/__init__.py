@@ -10,10 +10,21 @@
 
 from .body import FULL_MAX_BYTES, KEEP_MAX_BYTES, BodyParse, parse_body
 from .entities import ENTITY_COLUMNS, extract_entities
+from .decode import InvalidRecord
+from .msg_classes import (
+    AGENT_CLASS,
+    ESCALATION_CLASS,
+    EXTERNAL_PORT_CLASS,
+    IDENTITY_CLASS,
+    INCIDENT_CLASS,
+    MSG_CLASSES,
+    ORGANIZATION_CLASS,
+    PLATFORM_ACTION_CLASS,
+    SIGNAL_CLASS,
+)
 from .schema import PARSED_SYSLOG_SCHEMA
 from .syslog import (
     ASSET_FIELDS,
-    InvalidRecord,
     ParseContext,
     asset_fields,
     host_context,
@@ -28,7 +39,16 @@ from .syslog import (
 )
 
 __all__ = [
+    "AGENT_CLASS",
     "ASSET_FIELDS",
+    "ESCALATION_CLASS",
+    "EXTERNAL_PORT_CLASS",
+    "IDENTITY_CLASS",
+    "INCIDENT_CLASS",
+    "MSG_CLASSES",
+    "ORGANIZATION_CLASS",
+    "PLATFORM_ACTION_CLASS",
+    "SIGNAL_CLASS",
     "ENTITY_COLUMNS",
     "FULL_MAX_BYTES",
     "KEEP_MAX_BYTES",

@@ -1,4 +1,4 @@
-"""Field-level rules shared by incident and agent rows: tolerant coercion of API values (a wrong type
+"""Field-level rules shared by the rows of every class: tolerant coercion of API values (a wrong type
 becomes null, never an exception), Huntress enums mapped to scores and OCSF ids, and derived alert fields.
 """
 
@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import orjson
+
+from .msg_classes import INCIDENT_CLASS
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
@@ -25,6 +27,12 @@ SEVERITY_ID = {"low": 2, "high": 4, "critical": 5}
 # `auto_remediating`: remediation under way -> In Progress; `closed` -> Resolved; `dismissed` and
 # `partner_dismissed`: reviewed and judged benign/not actionable -> Suppressed; `deleting`: being removed,
 # which 1.5.0 has no value for -> Other (the source label stays in `huntress.status`). Null -> Unknown.
+#
+# Escalations and platform actions (`open` | `sent` | `resolved`, and `overdue` in webhooks and list
+# filters): `open` and `sent` wait for the partner -> New; `overdue` is still unresolved, only past its due
+# time, which OCSF has no status for -> New too (a queue of status_id 1 must not lose it; the label stays
+# in `huntress.status`); `resolved` -> Resolved. Signals (`reported` | `closed`): `reported` means the
+# SOC reported it to the partner, who has not acted on it yet (like an incident's `sent`) -> New.
 STATUS_ID = {
     "sent": 1,
     "auto_remediating": 2,
@@ -32,6 +40,10 @@ STATUS_ID = {
     "dismissed": 3,
     "partner_dismissed": 3,
     "deleting": 99,
+    "open": 1,
+    "overdue": 1,
+    "resolved": 4,
+    "reported": 1,
 }
 
 # indicator type -> product, in precedence order (first match wins); see `security_product`.
@@ -85,6 +97,14 @@ def as_str(value: object) -> str | None:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def as_int_list(value: object) -> list[int | None] | None:
+    """A list of int64s (members that are not integers become null); a lone integer a one-item list."""
+    if isinstance(value, list):
+        return list(map(as_int, value))
+    single = None if isinstance(value, (dict, str)) else as_int(value)
+    return None if single is None else [single]
+
+
 def as_bool(value: object) -> bool | None:
     return value if isinstance(value, bool) else None
 
@@ -136,13 +156,30 @@ def security_product(indicator_types: Iterable[object] | None, platform: object)
 
 
 def alert_uid(
-    tenantid: str, huntress_id: int | None, organization_id: int | None, account_id: int | None
+    tenantid: str,
+    huntress_id: int | None,
+    organization_id: int | None,
+    account_id: int | None,
+    msg_class: str | None = None,
 ) -> str:
-    """Stable alert id: UUIDv5 of the dedup key (tenantid, huntress id, organization_id, account_id);
-    a null member is written as an empty field, so it never collides with a real id."""
-    key = "|".join(
-        "" if part is None else str(part) for part in (tenantid, huntress_id, organization_id, account_id)
-    )
+    """Stable alert id: UUIDv5 (namespace `ALERT_NAMESPACE`) of the alerts key
+    (tenantid, msg_class, huntress id, organization_id, account_id).
+
+    Incident reports (`msg_class` None or `INCIDENT_CLASS`) keep the name they always had,
+    "tenantid|id|organization_id|account_id"; any other class appends itself, "...|account_id|msg_class",
+    so escalation 5 and incident report 5 of the same organization never share an id. A null member is
+    written as an empty field, so it never collides with a real id (the key reads unambiguously from the
+    right: its last fields are integers or empty, then the class name, whatever `tenantid` holds).
+
+    The alerts build calls it once per organization of an escalation (its parsed row leaves `alert_uid`
+    null, since an escalation spanning N organizations is N alerts):
+    `alert_uid(row.tenantid, row.huntress.id, organization_id, row.huntress.account_id, row.msg_class)`
+    for each `organization_id` in `row.huntress.organization_ids`.
+    """
+    parts = (tenantid, huntress_id, organization_id, account_id)
+    if msg_class is not None and msg_class != INCIDENT_CLASS:
+        parts += (msg_class,)
+    key = "|".join("" if part is None else str(part) for part in parts)
     # uuid.uuid5 spelled out (SHA-1 of namespace + name, version and variant bits set): 3x faster.
     digest = bytearray(
         hashlib.sha1(ALERT_NAMESPACE.bytes + key.encode("utf-8", "surrogatepass")).digest()[:16]

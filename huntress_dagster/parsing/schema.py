@@ -1,5 +1,7 @@
-"""The parsed_syslog table: one Arrow schema for incident report and agent rows (fields that do not apply
-to a row's kind are null). Struct columns make the reference's dotted names work verbatim in DuckDB SQL
+"""The parsed_syslog table: one Arrow schema for the rows of every class (incident reports, agents, signals,
+escalations, platform actions, identities, external ports, organizations; fields that do not apply to a
+row's class are null). New fields are only ever appended to `HUNTRESS_TYPE`, so older Parquet files read
+as a prefix of it. Struct columns make the reference's dotted names work verbatim in DuckDB SQL
 (`msg_origin.source`, `huntress.organization_id`), and `huntress.indicator_counts` is a MAP so that
 `huntress.indicator_counts['footholds']` is a plain BIGINT.
 """
@@ -71,6 +73,54 @@ HUNTRESS_TYPE = pa.struct(
         ("tags", STRINGS),
         ("last_callback_at", TIMESTAMP),
         ("last_survey_at", TIMESTAMP),
+        # organizations of objects that span several (escalations and platform actions: `organizations[]`,
+        # external ports: `organization_ids`); `organization_id` is null in those rows
+        ("organization_ids", pa.list_(pa.int64())),
+        ("organization_name", pa.string()),  # an embedded `organization` object's name (or an organization's)
+        ("organization_names", STRINGS),  # parallel to organization_ids, when the API gives names
+        # signals, escalations, platform actions
+        ("name", pa.string()),
+        ("type", pa.string()),
+        ("subtype", pa.string()),
+        ("resolved_at", TIMESTAMP),
+        ("investigated_at", TIMESTAMP),
+        ("investigation_context", pa.string()),
+        ("entity_type", pa.string()),
+        ("entity_id", pa.int64()),
+        ("entity_name", pa.string()),
+        ("details", pa.string()),  # JSON text: its shape differs by signal type
+        # identities
+        ("username", pa.string()),
+        ("email", pa.string()),
+        ("enabled", pa.bool_()),
+        ("billable", pa.bool_()),
+        ("mfa_enabled", pa.bool_()),
+        ("risk_level", pa.string()),
+        ("risk_state", pa.string()),
+        ("risk_detail", pa.string()),
+        ("risk_last_updated_at", TIMESTAMP),
+        ("password_last_changed_at", TIMESTAMP),
+        ("enabled_products", STRINGS),
+        ("external", pa.bool_()),
+        ("on_premises_sync_enabled", pa.bool_()),
+        ("tenant_id", pa.string()),
+        ("tenant_type", pa.string()),
+        # external ports
+        ("ip_address", pa.string()),
+        ("port", pa.int64()),
+        ("protocol", pa.string()),
+        ("service", pa.string()),
+        ("risky_service", pa.bool_()),
+        ("last_scan_at", TIMESTAMP),
+        ("last_external_scan_at", TIMESTAMP),
+        # organizations
+        ("key", pa.string()),
+        ("agents_count", pa.int64()),
+        ("incident_reports_count", pa.int64()),
+        ("logs_sources_count", pa.int64()),
+        ("billable_identity_count", pa.int64()),
+        ("sat_learner_count", pa.int64()),
+        ("identity_provider_tenant_id", pa.string()),
     ]
 )
 
@@ -122,6 +172,91 @@ AGENT_FIELDS = (
     "tags",
     "last_callback_at",
     "last_survey_at",
+)
+
+# The fields each of the newer classes fills (see `msg_classes`).
+SIGNAL_FIELDS = (
+    "id",
+    "account_id",
+    "organization_id",
+    "organization_name",
+    "created_at",
+    "updated_at",
+    "status",
+    "name",
+    "type",
+    "investigated_at",
+    "investigation_context",
+    "entity_type",
+    "entity_id",
+    "entity_name",
+    "details",
+)
+ESCALATION_FIELDS = (  # platform actions have the same shape
+    "id",
+    "account_id",
+    "organization_ids",
+    "organization_names",
+    "created_at",
+    "updated_at",
+    "resolved_at",
+    "status",
+    "severity",
+    "subject",
+    "type",
+    "subtype",
+)
+PLATFORM_ACTION_FIELDS = ESCALATION_FIELDS
+IDENTITY_FIELDS = (
+    "id",
+    "account_id",
+    "organization_id",
+    "organization_name",
+    "created_at",
+    "updated_at",
+    "username",
+    "email",
+    "enabled",
+    "billable",
+    "mfa_enabled",
+    "risk_level",
+    "risk_state",
+    "risk_detail",
+    "risk_last_updated_at",
+    "password_last_changed_at",
+    "enabled_products",
+    "external",
+    "on_premises_sync_enabled",
+    "tenant_id",
+    "tenant_type",
+)
+EXTERNAL_PORT_FIELDS = (
+    "id",
+    "account_id",
+    "organization_ids",
+    "ip_address",
+    "port",
+    "protocol",
+    "service",
+    "risky_service",
+    "last_scan_at",
+    "last_external_scan_at",
+)
+ORGANIZATION_FIELDS = (
+    "id",
+    "account_id",
+    "organization_id",  # the organization's own id, so that joins on huntress.organization_id work for it too
+    "organization_name",  # and its name
+    "name",
+    "created_at",
+    "updated_at",
+    "key",
+    "agents_count",
+    "incident_reports_count",
+    "logs_sources_count",
+    "billable_identity_count",
+    "sat_learner_count",
+    "identity_provider_tenant_id",
 )
 
 PARSED_SYSLOG_SCHEMA = pa.schema(

@@ -9,19 +9,17 @@ fields are ignored, nullable fields may be null or of a wrong type (which reads 
 from __future__ import annotations
 
 import gc
-import json
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from .body import FULL_MAX_BYTES, KEEP_MAX_BYTES, parse_body
+from .decode import load_record
 from .entities import ENTITY_COLUMNS
 from .fields import (
     SEVERITY_ID,
@@ -38,13 +36,17 @@ from .fields import (
     portal_url,
     security_product,
 )
+from .msg_classes import AGENT_CLASS, INCIDENT_CLASS
 from .schema import AGENT_FIELDS, HUNTRESS_TYPE, INCIDENT_FIELDS, PARSED_SYSLOG_SCHEMA
 
-INCIDENT_CLASS, AGENT_CLASS = "huntress_incident_report", "huntress_agent"
 _INCIDENT_ORIGIN = {"source": "huntress", "vendor": "huntress", "category": "mdr"}
 _AGENT_ORIGIN = {"source": "huntress", "vendor": "huntress", "category": "endpoint"}
 _NO_INCIDENT_FIELDS = dict.fromkeys(INCIDENT_FIELDS)
 _NO_AGENT_FIELDS = dict.fromkeys(AGENT_FIELDS)
+# The fields of the newer classes (signals, escalations, ...), null in incident and agent rows.
+_NO_NEWER_FIELDS = dict.fromkeys(
+    name for name in HUNTRESS_TYPE.names if name not in INCIDENT_FIELDS and name not in AGENT_FIELDS
+)
 _NO_ENTITIES = dict.fromkeys(ENTITY_COLUMNS)
 _NO_ALERT_FIELDS = dict.fromkeys(
     (
@@ -87,18 +89,14 @@ ASSET_FIELDS = (
     "updated_at",
 )
 
-_ORJSON_MAX_CHARS = 1 << 20
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-class InvalidRecord(ValueError):
-    """A raw record that is not a JSON object; the message never includes the record's content."""
-
 
 @dataclass(frozen=True, slots=True)
 class ParseContext:
     """Where records come from: the tenant (for dedup keys and SQL), the API host, the account subdomain
-    (for portal links) and the body size thresholds."""
+    (for portal links), the body size thresholds, and the account whose records these are when the
+    caller knows it (e.g. a reseller's /accounts/{id}/signals): `account_id` fills `huntress.account_id`
+    of signal and external port rows, whose objects carry no account (a record's own account wins;
+    incident and agent rows never use it)."""
 
     tenantid: str
     tenant_name: str
@@ -106,47 +104,7 @@ class ParseContext:
     account_subdomain: str | None = None  # builds portal_url; None leaves it null
     keep_max_bytes: int = KEEP_MAX_BYTES
     full_max_bytes: int = FULL_MAX_BYTES
-
-
-def load_record(raw_json: str | bytes, kind: str) -> dict[str, Any]:
-    """The API object as a dict.
-
-    orjson is ~3x faster than the stdlib on typical records, but peaks at ~15x the text's size when
-    decoding a large non-ASCII string (the stdlib: ~2.5x), so text over `_ORJSON_MAX_CHARS` goes to the
-    stdlib. orjson also rejects lone surrogates (\\ud800) and integers beyond 64 bits, which the stdlib
-    accepts.
-    """
-    if len(raw_json) > _ORJSON_MAX_CHARS:
-        record = _stdlib_loads(raw_json, kind)
-    else:
-        try:
-            record = orjson.loads(raw_json)
-        except orjson.JSONDecodeError:
-            record = _stdlib_loads(raw_json, kind)
-    if not isinstance(record, dict):
-        raise InvalidRecord(f"{kind} record is a JSON {type(record).__name__}, not an object")
-    return record
-
-
-def _stdlib_loads(raw_json: str | bytes, kind: str) -> Any:
-    """Decode with the stdlib; unpaired surrogates are replaced so that every string is valid UTF-8."""
-    try:
-        record = json.loads(raw_json)
-    except (ValueError, TypeError) as error:
-        raise InvalidRecord(f"{kind} record is not valid JSON ({type(error).__name__})") from None
-    if _has_lone_surrogate(record):
-        record = json.loads(json.dumps(record, ensure_ascii=False).encode("utf-8", "replace"))
-    return record
-
-
-def _has_lone_surrogate(value: object) -> bool:
-    if isinstance(value, str):
-        return not value.isascii() and _LONE_SURROGATE.search(value) is not None
-    if isinstance(value, dict):
-        return any(_has_lone_surrogate(key) or _has_lone_surrogate(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(map(_has_lone_surrogate, value))
-    return False
+    account_id: int | None = None
 
 
 def _timestamps(record: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
@@ -241,6 +199,7 @@ def normalize_incident_record(record: Mapping[str, Any], ctx: ParseContext) -> d
         "indicator_counts": as_counts(record.get("indicator_counts")),
         **_remediations(record.get("remediations")),
         **_timestamps(record, ("created_at", "updated_at", "sent_at", "closed_at", "status_updated_at")),
+        **_NO_NEWER_FIELDS,
     }
     parsed = parse_body(record.get("body"), ctx.keep_max_bytes, ctx.full_max_bytes)
     return {
@@ -274,6 +233,7 @@ def normalize_agent_record(record: Mapping[str, Any], ctx: ParseContext) -> dict
         "tamper_protection_configured": as_bool(record.get("tamper_protection_configured")),
         "tamper_protection_actual": as_bool(record.get("tamper_protection_actual")),
         **_timestamps(record, ("created_at", "updated_at", "last_callback_at", "last_survey_at")),
+        **_NO_NEWER_FIELDS,
     }
     return {**_envelope(ctx, AGENT_CLASS, _AGENT_ORIGIN, huntress), **_NO_ENTITIES, **_NO_ALERT_FIELDS}
 
@@ -364,7 +324,10 @@ _AGENT_JSON_OPTIONS = pa_json.ParseOptions(
 
 def _agents_from_arrow_json(raw_jsons: list[str | bytes], ctx: ParseContext) -> pa.Table:
     """Raises ArrowInvalid when a record is not an object of the agent field types (a number where a
-    string belongs, an unparseable timestamp, ...), which only the row-by-row path coerces."""
+    string belongs, an unparseable timestamp, ...), which only the row-by-row path coerces, or not an
+    object at all (Arrow would read a `null` line as a row of nulls)."""
+    if not all(raw.lstrip()[:1] in (b"{", "{") for raw in raw_jsons):
+        raise pa.ArrowInvalid("a record is not a JSON object")
     data = b"\n".join(raw if isinstance(raw, bytes) else raw.encode() for raw in raw_jsons)
     parsed = pa_json.read_json(
         pa.BufferReader(data),

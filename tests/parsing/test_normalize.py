@@ -26,7 +26,16 @@ from huntress_dagster.parsing import (
     with_all_remediations,
 )
 from huntress_dagster.parsing.fields import ALERT_NAMESPACE, alert_uid, security_product
-from huntress_dagster.parsing.schema import AGENT_FIELDS, INCIDENT_FIELDS
+from huntress_dagster.parsing.msg_classes import ESCALATION_CLASS, INCIDENT_CLASS, PLATFORM_ACTION_CLASS
+from huntress_dagster.parsing.schema import (
+    AGENT_FIELDS,
+    ESCALATION_FIELDS,
+    EXTERNAL_PORT_FIELDS,
+    IDENTITY_FIELDS,
+    INCIDENT_FIELDS,
+    ORGANIZATION_FIELDS,
+    SIGNAL_FIELDS,
+)
 from huntress_dagster.simulator.bodies import render_body
 
 CONTEXT = ParseContext("tenant-1", "Tenant One", "api.huntress.io", "acme")
@@ -317,7 +326,29 @@ def test_alert_uid_is_a_uuid5_of_the_key(tenant, huntress_id, organization_id, a
     )
 
 
-def test_the_huntress_struct_is_the_union_of_incident_and_agent_fields() -> None:
+def test_the_huntress_struct_is_the_union_of_the_class_fields() -> None:
     names = PARSED_SYSLOG_SCHEMA.field("huntress").type.names
-    assert sorted(names) == sorted(set(INCIDENT_FIELDS) | set(AGENT_FIELDS))
+    assert sorted(names) == sorted(
+        set(INCIDENT_FIELDS).union(
+            AGENT_FIELDS,
+            SIGNAL_FIELDS,
+            ESCALATION_FIELDS,
+            IDENTITY_FIELDS,
+            EXTERNAL_PORT_FIELDS,
+            ORGANIZATION_FIELDS,
+        )
+    )
     assert len(names) == len(set(names))
+    # fields are only ever appended: the incident and agent fields keep their places
+    assert names[: len(set(INCIDENT_FIELDS) | set(AGENT_FIELDS))] == [
+        name for name in names if name in INCIDENT_FIELDS or name in AGENT_FIELDS
+    ]
+
+
+@given(st.text(max_size=10), st.none() | st.integers(), st.none() | st.integers(), st.none() | st.integers())
+def test_alert_uid_of_other_classes_names_the_class(tenant, huntress_id, organization_id, account_id) -> None:
+    key = (tenant, huntress_id, organization_id, account_id)
+    assert alert_uid(*key, INCIDENT_CLASS) == alert_uid(*key)
+    name = "|".join("" if part is None else str(part) for part in key) + "|huntress_escalation"
+    assert alert_uid(*key, ESCALATION_CLASS) == str(uuid.uuid5(ALERT_NAMESPACE, name))
+    assert alert_uid(*key, ESCALATION_CLASS) not in (alert_uid(*key), alert_uid(*key, PLATFORM_ACTION_CLASS))
