@@ -1,16 +1,25 @@
 """Parsing layer (plain Python, no Dagster): raw Huntress API objects -> parsed_syslog rows and OCSF events.
 
+- `batch`: `normalize_records(msg_class, raws, ctx, on_invalid=None)`, the table of a batch of any class
+  (invalid records reported to `on_invalid` and skipped), and `normalize_json` for one record.
+- `msg_classes`: the `msg_class` constants (`INCIDENT_CLASS`, `AGENT_CLASS`, `SIGNAL_CLASS`,
+  `ESCALATION_CLASS`, `PLATFORM_ACTION_CLASS`, `IDENTITY_CLASS`, `EXTERNAL_PORT_CLASS`,
+  `ORGANIZATION_CLASS`) and each class's `msg_origin.category`.
 - `syslog`: `ParseContext`, `normalize_incident(s)`, `normalize_agent(s)`, `with_all_remediations`,
-  `asset_fields`, `host_context`; `schema.PARSED_SYSLOG_SCHEMA` is the table they produce.
+  `asset_fields`, `host_context`; `schema.PARSED_SYSLOG_SCHEMA` is the table every class produces.
+- `records`: `normalize_signal_record`, `normalize_escalation_record`, `normalize_platform_action_record`,
+  `normalize_identity_record`, `normalize_external_port_record`, `normalize_organization_record`;
+  `details`: a signal's `details` -> entity columns.
 - `body`: size thresholds (`KEEP_MAX_BYTES`, `FULL_MAX_BYTES`) and `parse_body`; `entities`: indicator
   and entity extraction (`extract_entities`).
 - `fields`: value coercion and derived alert fields (severity/status ids, alert_uid, portal_url, product).
 - `ocsf`: OCSF Detection Finding and Device Inventory Info events, their Arrow schemas and `to_table`.
 """
 
+from .batch import RECORD_NORMALIZERS, normalize_json, normalize_records, record_normalizer
 from .body import FULL_MAX_BYTES, KEEP_MAX_BYTES, BodyParse, parse_body
-from .entities import ENTITY_COLUMNS, extract_entities
 from .decode import InvalidRecord
+from .entities import ENTITY_COLUMNS, extract_entities
 from .msg_classes import (
     AGENT_CLASS,
     ESCALATION_CLASS,
@@ -21,6 +30,15 @@ from .msg_classes import (
     ORGANIZATION_CLASS,
     PLATFORM_ACTION_CLASS,
     SIGNAL_CLASS,
+)
+from .records import (
+    normalize_escalation_record,
+    normalize_external_port_record,
+    normalize_identity_record,
+    normalize_organization_record,
+    normalize_platform_action_record,
+    normalize_signal_record,
+    signal_category,
 )
 from .schema import PARSED_SYSLOG_SCHEMA
 from .syslog import (
@@ -41,18 +59,19 @@ from .syslog import (
 __all__ = [
     "AGENT_CLASS",
     "ASSET_FIELDS",
+    "ENTITY_COLUMNS",
     "ESCALATION_CLASS",
     "EXTERNAL_PORT_CLASS",
+    "FULL_MAX_BYTES",
     "IDENTITY_CLASS",
     "INCIDENT_CLASS",
+    "KEEP_MAX_BYTES",
     "MSG_CLASSES",
     "ORGANIZATION_CLASS",
-    "PLATFORM_ACTION_CLASS",
-    "SIGNAL_CLASS",
-    "ENTITY_COLUMNS",
-    "FULL_MAX_BYTES",
-    "KEEP_MAX_BYTES",
     "PARSED_SYSLOG_SCHEMA",
+    "PLATFORM_ACTION_CLASS",
+    "RECORD_NORMALIZERS",
+    "SIGNAL_CLASS",
     "BodyParse",
     "InvalidRecord",
     "ParseContext",
@@ -62,10 +81,20 @@ __all__ = [
     "normalize_agent",
     "normalize_agent_record",
     "normalize_agents",
+    "normalize_escalation_record",
+    "normalize_external_port_record",
+    "normalize_identity_record",
     "normalize_incident",
     "normalize_incident_record",
     "normalize_incidents",
+    "normalize_json",
+    "normalize_organization_record",
+    "normalize_platform_action_record",
+    "normalize_records",
+    "normalize_signal_record",
     "parse_body",
+    "record_normalizer",
     "rows_to_table",
+    "signal_category",
     "with_all_remediations",
 ]

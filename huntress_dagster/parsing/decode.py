@@ -40,10 +40,12 @@ def _stdlib_loads(raw_json: str | bytes, kind: str) -> Any:
     """Decode with the stdlib; unpaired surrogates are replaced so that every string is valid UTF-8."""
     try:
         record = json.loads(raw_json)
+        if _has_lone_surrogate(record):
+            record = json.loads(json.dumps(record, ensure_ascii=False).encode("utf-8", "replace"))
     except (ValueError, TypeError) as error:
         raise InvalidRecord(f"{kind} record is not valid JSON ({type(error).__name__})") from None
-    if _has_lone_surrogate(record):
-        record = json.loads(json.dumps(record, ensure_ascii=False).encode("utf-8", "replace"))
+    except RecursionError:  # deeper than the interpreter's recursion limit (orjson stops at 1024 levels)
+        raise InvalidRecord(f"{kind} record is nested too deeply") from None
     return record
 
 

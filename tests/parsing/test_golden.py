@@ -1,6 +1,7 @@
 """Golden cases, in the style of security-content repos: `tests/golden/<case>/input.json` is a raw API object
 as Huntress serves it, `expected.json` the reviewed parsed_syslog row in JSON form (timestamps as ISO-8601
-UTC). `agent_*` cases are agents, the others incident reports. After a deliberate change, regenerate with
+UTC). A case's name starts with its class (`CASE_CLASSES`: `agent_*` are agents, `signal_*` signals, ...,
+`incident_*` incident reports). After a deliberate change, regenerate with
 `UPDATE_GOLDEN=1 pytest tests/parsing/test_golden.py` and review the diff of the expected files.
 """
 
@@ -14,10 +15,19 @@ from pathlib import Path
 import pytest
 
 from huntress_dagster.parsing import (
+    AGENT_CLASS,
+    ESCALATION_CLASS,
+    EXTERNAL_PORT_CLASS,
+    IDENTITY_CLASS,
+    INCIDENT_CLASS,
+    MSG_CLASSES,
+    ORGANIZATION_CLASS,
     PARSED_SYSLOG_SCHEMA,
+    PLATFORM_ACTION_CLASS,
+    SIGNAL_CLASS,
     ParseContext,
-    normalize_agent,
-    normalize_incident,
+    normalize_json,
+    normalize_records,
     rows_to_table,
 )
 
@@ -41,9 +51,25 @@ def as_json(value):
     return value
 
 
+# case name prefix -> msg_class (longest prefixes first: `platform_action_` before any shorter one)
+CASE_CLASSES = {
+    "incident_": INCIDENT_CLASS,
+    "agent_": AGENT_CLASS,
+    "signal_": SIGNAL_CLASS,
+    "escalation_": ESCALATION_CLASS,
+    "platform_action_": PLATFORM_ACTION_CLASS,
+    "identity_": IDENTITY_CLASS,
+    "external_port_": EXTERNAL_PORT_CLASS,
+    "organization_": ORGANIZATION_CLASS,
+}
+
+
+def case_class(case: Path) -> str:
+    return next(msg_class for prefix, msg_class in CASE_CLASSES.items() if case.name.startswith(prefix))
+
+
 def normalize(case: Path) -> dict:
-    raw = (case / "input.json").read_text(encoding="utf-8")
-    return (normalize_agent if case.name.startswith("agent_") else normalize_incident)(raw, CONTEXT)
+    return normalize_json(case_class(case), (case / "input.json").read_text(encoding="utf-8"), CONTEXT)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
@@ -63,8 +89,36 @@ def test_golden_row_round_trips_through_the_schema(case: Path) -> None:
     assert as_json(table.to_pylist()[0]) == as_json(row)
 
 
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_golden_row_is_the_batch_row(case: Path) -> None:
+    table = normalize_records(case_class(case), [(case / "input.json").read_bytes()], CONTEXT)
+    assert as_json(table.to_pylist()) == [as_json(normalize(case))]
+
+
 def test_every_kind_of_case_is_covered() -> None:
     names = {case.name for case in CASES}
+    assert all(any(case.name.startswith(prefix) for prefix in CASE_CLASSES) for case in CASES)
+    assert set(CASE_CLASSES.values()) == set(MSG_CLASSES)
+    assert {
+        "signal_process_insights",
+        "signal_managed_itdr",
+        "signal_mde_detection",
+        "signal_antivirus_unknown_fields",
+        "signal_nulls",
+        "signal_wrong_types",
+        "escalation_multi_org",
+        "escalation_nulls",
+        "escalation_wrong_types",
+        "platform_action_integration",
+        "platform_action_nulls_and_wrong_types",
+        "identity_full",
+        "identity_nulls_and_unknown_fields",
+        "identity_wrong_types",
+        "external_port_full",
+        "external_port_nulls_and_wrong_types",
+        "organization_full",
+        "organization_nulls_and_wrong_types",
+    } <= names
     assert {
         "incident_nulls",
         "incident_flat_remediations",
