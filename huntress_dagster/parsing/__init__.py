@@ -12,7 +12,9 @@
   `details`: a signal's `details` -> entity columns.
 - `body`: size thresholds (`KEEP_MAX_BYTES`, `FULL_MAX_BYTES`) and `parse_body`; `entities`: indicator
   and entity extraction (`extract_entities`).
-- `fields`: value coercion and derived alert fields (severity/status ids, alert_uid, portal_url, product).
+- `fields`: value coercion and derived alert fields (severity/status ids, portal_url, product, and
+  `alert_uid(tenantid, huntress_id, organization_id, account_id, msg_class=None)`, which the alerts build
+  calls per organization of an escalation).
 - `ocsf`: OCSF Detection Finding and Device Inventory Info events, their Arrow schemas and `to_table`.
 """
 
@@ -20,6 +22,7 @@ from .batch import RECORD_NORMALIZERS, normalize_json, normalize_records, record
 from .body import FULL_MAX_BYTES, KEEP_MAX_BYTES, BodyParse, parse_body
 from .decode import InvalidRecord
 from .entities import ENTITY_COLUMNS, extract_entities
+from .fields import alert_uid
 from .msg_classes import (
     AGENT_CLASS,
     ESCALATION_CLASS,
@@ -75,6 +78,7 @@ __all__ = [
     "BodyParse",
     "InvalidRecord",
     "ParseContext",
+    "alert_uid",
     "asset_fields",
     "extract_entities",
     "host_context",

@@ -234,6 +234,8 @@ EXTERNAL_PORT_FIELDS = (
     "id",
     "account_id",
     "organization_ids",
+    "created_at",  # not in swagger's ExternalPort; read when present
+    "updated_at",
     "ip_address",
     "port",
     "protocol",
