@@ -5,19 +5,48 @@ schedule tick and a backfill run in different processes, so an in-memory limiter
 add up to several times the budget. pyrate-limiter's SQLite bucket keeps a log of request
 timestamps in one SQLite file guarded by a file lock: every process appends to and counts the
 same log, which is exactly a cross-process sliding window.
+
+The log is only as trustworthy as its file, so this module also guards against it:
+
+- The timestamps are wall-clock milliseconds, and the bucket counts every row newer than the window
+  start with no upper bound: one row dated in the future (the clock stepped back, or someone else
+  wrote the file) would keep the window full until that date. Rows more than
+  `FUTURE_TOLERANCE_SECONDS` ahead of now are deleted, with a warning, before every count.
+- No acquire waits without bound: past `max_wait_seconds` it raises `RateLimiterStalled`, and a wait
+  longer than `log_wait_seconds` is logged with its length and cause.
+- The default state lives in a private directory (0700) of the Dagster instance or of the user, not
+  at a predictable path of the shared temp directory; the state and lock files are created 0600.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import sqlite3
+import stat
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from pyrate_limiter import InMemoryBucket, Limiter, Rate, SQLiteBucket
+from pyrate_limiter.buckets.sqlite_bucket import Queries
+
+from .errors import HuntressConfigError, RateLimiterStalled
+
+log = logging.getLogger(__name__)
 
 DEFAULT_REQUESTS = 60
 DEFAULT_WINDOW_SECONDS = 60.0
+# Entries dated further ahead than this are not requests of any process on this machine's current clock.
+FUTURE_TOLERANCE_SECONDS = 1.0
+# A wait at least this long gets a log line (and one more every this many seconds while it lasts).
+DEFAULT_LOG_WAIT_SECONDS = 10.0
+STATE_DIR_NAME = "huntress_dagster"
+STATE_FILE_NAME = "ratelimit.sqlite"
+_PRIVATE_DIR_MODE = 0o700
+_PRIVATE_FILE_MODE = 0o600
 
 
 def bucket_name_for(api_key: str, base_url: str) -> str:
@@ -29,11 +58,196 @@ def bucket_name_for(api_key: str, base_url: str) -> str:
     return f"huntress_{digest}"
 
 
+# --- where the state lives ---------------------------------------------------------------------------
+
+
+def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The private directory of the default state: `$DAGSTER_HOME/huntress_dagster` for a Dagster
+    instance, else `$XDG_CACHE_HOME/huntress_dagster` (`~/.cache/huntress_dagster`) for the user.
+
+    Every process of one instance (webserver, daemon, runs) sees the same DAGSTER_HOME, so they share
+    one budget; nobody else can write it, so nobody else can stall or starve it.
+    """
+    env = os.environ if environ is None else environ
+    dagster_home = env.get("DAGSTER_HOME")
+    if dagster_home:
+        return Path(os.path.abspath(os.path.expanduser(dagster_home))) / STATE_DIR_NAME
+    cache = env.get("XDG_CACHE_HOME")
+    if cache and os.path.isabs(cache):  # the XDG spec: a relative path is invalid and ignored
+        return Path(cache) / STATE_DIR_NAME
+    home = env.get("HOME")
+    return (Path(home) if home else Path.home()) / ".cache" / STATE_DIR_NAME
+
+
+def default_state_path(environ: Mapping[str, str] | None = None) -> str:
+    return str(default_state_dir(environ) / STATE_FILE_NAME)
+
+
+def _mode(st: os.stat_result) -> str:
+    return oct(stat.S_IMODE(st.st_mode))
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_once(path: Path, message: str, *args: object) -> None:
+    """A RateLimiter is built per client: say each thing about a path once per process, not per client."""
+    key = (str(path), message)
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(message, path, *args)
+
+
+def ensure_private_dir(path: Path, *, tighten: bool) -> None:
+    """Create `path` (0700) if missing. If it exists and others may enter it: tighten it to 0700 when it is
+    our default location (`tighten`), else leave a directory the user chose as it is, with a warning."""
+    path.mkdir(mode=_PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    st = path.stat()
+    if not stat.S_ISDIR(st.st_mode):  # mkdir(exist_ok) already refuses a file; a race could still leave one
+        raise HuntressConfigError(f"The rate limiter state directory {path} is not a directory")
+    if st.st_uid != os.geteuid():
+        _warn_once(path, "The rate limiter state directory %s belongs to another user (uid %d): whoever can "
+                   "write it can stall or starve this integration's requests", st.st_uid)
+    if not st.st_mode & 0o077:
+        return
+    if tighten and st.st_uid == os.geteuid():
+        os.chmod(path, _PRIVATE_DIR_MODE)
+        log.warning("Tightened the rate limiter state directory %s from %s to 0o700 (owner only)",
+                    path, _mode(st))
+    else:
+        _warn_once(path, "The rate limiter state directory %s is open to group/others (mode %s): whoever can "
+                   "write there can stall or starve this integration's requests. Left as is (a directory "
+                   "you chose); chmod 700 it unless several accounts are meant to share this budget",
+                   _mode(st))
+
+
+def ensure_private_file(path: Path, *, tighten: bool, create: bool = True) -> None:
+    """Create `path` 0600 if missing; an existing file open to group/others is tightened (`tighten`) or
+    reported with a warning."""
+    flags = os.O_RDWR | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(path, flags, _PRIVATE_FILE_MODE)
+    except FileNotFoundError:
+        if create:
+            raise
+        return
+    except OSError as exc:
+        raise HuntressConfigError(
+            f"Cannot open the rate limiter state file {path}: {exc.strerror}. Expected a file this user can "
+            "read and write (HUNTRESS_RATE_LIMIT_STATE)") from None
+    try:
+        st = os.fstat(fd)
+        if not st.st_mode & 0o077:
+            return
+        if tighten and st.st_uid == os.geteuid():
+            os.fchmod(fd, _PRIVATE_FILE_MODE)
+            log.warning("Tightened the rate limiter state file %s from %s to 0o600 (owner only)",
+                        path, _mode(st))
+        else:
+            _warn_once(path, "The rate limiter state file %s is open to group/others (mode %s): left as is "
+                       "(a path you chose); chmod 600 it unless several accounts are meant to share this "
+                       "budget", _mode(st))
+    finally:
+        os.close(fd)
+
+
+def _is_default_location(state_path: Path) -> bool:
+    try:
+        return state_path.parent.resolve() == default_state_dir().resolve()
+    except OSError:
+        return False
+
+
+# --- the bucket ----------------------------------------------------------------------------------------
+
+
+class GuardedSQLiteBucket(SQLiteBucket):
+    """pyrate-limiter's SQLite bucket, minus entries dated in the future.
+
+    `SQLiteBucket.put` counts rows with `item_timestamp >= now - window`, with no upper bound, and a
+    rejected request waits until the blocking row leaves the window: a row dated next year blocks every
+    request until next year. Before every count (under the same file lock) rows more than
+    `future_tolerance_ms` ahead of now are deleted. A text or blob timestamp sorts after every number in
+    SQLite, so garbage rows go the same way.
+    """
+
+    future_tolerance_ms: int = int(FUTURE_TOLERANCE_SECONDS * 1000)
+    state_path: str = ""
+
+    def put(self, item):
+        with self.lock:
+            self.discard_future_entries()
+            return super().put(item)
+
+    def discard_future_entries(self) -> int:
+        """Delete the rows dated beyond now + tolerance; returns how many there were."""
+        with self.lock:
+            now = self.now()
+            bound = now + self.future_tolerance_ms
+            cur = self.conn.execute(
+                "SELECT COUNT(*), MAX(CASE WHEN typeof(item_timestamp) IN ('integer', 'real') "
+                f"THEN item_timestamp END) FROM '{self.table}' WHERE item_timestamp > ?", (bound,))
+            count, newest = cur.fetchone()
+            cur.close()
+            if not count:
+                return 0
+            self.conn.execute(f"DELETE FROM '{self.table}' WHERE item_timestamp > ?", (bound,)).close()
+            self.conn.commit()
+        if newest is None:
+            ahead = "not valid timestamps"
+        else:
+            ahead = f"dated up to {(newest - now) / 1000:,.1f} s ahead"
+        log.warning(
+            "Discarded %d rate limiter entries %s of now from %s (table %s): the system clock stepped back, "
+            "or another process wrote this file. Left in place they would have blocked every request until "
+            "then",
+            count, ahead, self.state_path or "the state file", self.table)
+        return count
+
+
+def open_guarded_bucket(rates: list[Rate], state_path: Path, table: str, *, lock_timeout: float,
+                        tighten: bool) -> GuardedSQLiteBucket:
+    """`SQLiteBucket.init_from_file(use_file_lock=True)`, with owner-only files and a bounded lock wait."""
+    ensure_private_dir(state_path.parent, tighten=tighten)
+    ensure_private_file(state_path, tighten=tighten)
+    # SQLite creates the -wal and -shm files with the database file's mode; older ones are checked here.
+    for suffix in ("-wal", "-shm"):
+        ensure_private_file(Path(f"{state_path}{suffix}"), tighten=tighten, create=False)
+    lock_path = Path(f"{state_path}.lock")
+    ensure_private_file(lock_path, tighten=tighten)
+    file_lock = FileLock(str(lock_path), mode=_PRIVATE_FILE_MODE)
+    try:
+        file_lock.acquire(timeout=lock_timeout)
+    except Timeout:
+        raise RateLimiterStalled(f"Could not lock the rate limiter state {state_path} within "
+                                 f"{lock_timeout:g} s (another process holds its lock)") from None
+    try:
+        conn = sqlite3.connect(str(state_path), isolation_level="DEFERRED", check_same_thread=False)
+        cur = conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL;")
+        cur.execute("PRAGMA synchronous=NORMAL;")
+        cur.execute(Queries.CREATE_BUCKET_TABLE.format(table=table))
+        cur.execute(Queries.CREATE_INDEX_ON_TIMESTAMP.format(index_name=f"idx_{table}_rate_item_timestamp",
+                                                             table_name=table))
+        cur.close()
+        conn.commit()
+    finally:
+        file_lock.release()
+    bucket = GuardedSQLiteBucket(rates, conn, table=table, lock=file_lock)
+    bucket.state_path = str(state_path)
+    return bucket
+
+
+# --- the limiter ---------------------------------------------------------------------------------------
+
+
 class RateLimiter:
-    """Blocks until one more request fits into `requests` per `window_seconds`.
+    """Blocks until one more request fits into `requests` per `window_seconds`, for at most
+    `max_wait_seconds` (then `RateLimiterStalled`).
 
     With `state_path`, the window is shared through that SQLite file by all processes on the
-    machine; without it, only by the threads of this process.
+    machine; without it, only by the threads of this process. `default_state_path()` is the private
+    default location of a shared state.
     """
 
     def __init__(
@@ -43,11 +257,17 @@ class RateLimiter:
         *,
         state_path: str | os.PathLike | None = None,
         bucket: str = "huntress",
+        max_wait_seconds: float | None = None,
+        log_wait_seconds: float = DEFAULT_LOG_WAIT_SECONDS,
     ):
         if requests < 1:
             raise ValueError("the rate budget must allow at least 1 request per window")
         if window_seconds <= 0:
             raise ValueError("the rate window must be positive")
+        if max_wait_seconds is not None and not max_wait_seconds > 0:
+            raise ValueError("the maximum wait must be positive")
+        if not log_wait_seconds > 0:
+            raise ValueError("the wait logging threshold must be positive")
         self.requests = requests
         self.window_seconds = window_seconds
         self.state_path = str(state_path) if state_path else None
@@ -57,21 +277,57 @@ class RateLimiter:
         # So the enforced window is 3% longer (1.8 s of Huntress's 60 s; at least 50 ms): 0.97 of the
         # limit at most, and arrival jitter within the margin never costs a 429.
         window_ms = int(window_seconds * 1000)
-        rate = Rate(requests, window_ms + max(50, window_ms * 3 // 100))
+        enforced_ms = window_ms + max(50, window_ms * 3 // 100)
+        self.enforced_window_seconds = enforced_ms / 1000
+        # One process alone never waits longer than one enforced window (plus the 1 s of future tolerance
+        # and lock overhead). Processes sharing the state race for each freed slot, so a waiter may lose a
+        # few: a second window absorbs that before the wait counts as stalled.
+        if max_wait_seconds is None:
+            max_wait_seconds = 2 * self.enforced_window_seconds + 5.0
+        self.max_wait_seconds = float(max_wait_seconds)
+        self.log_wait_seconds = float(log_wait_seconds)
+        rate = Rate(requests, enforced_ms)
         if self.state_path:
-            Path(self.state_path).parent.mkdir(parents=True, exist_ok=True)
-            self._bucket = SQLiteBucket.init_from_file(
-                [rate], table=bucket, db_path=self.state_path, use_file_lock=True
-            )
+            path = Path(self.state_path)
+            self._bucket = open_guarded_bucket([rate], path, bucket, lock_timeout=self.max_wait_seconds,
+                                               tighten=_is_default_location(path))
         else:
             self._bucket = InMemoryBucket([rate])
         self._limiter = Limiter(self._bucket, buffer_ms=25)
 
+    def _why(self) -> str:
+        shared = f"this and other processes sharing {self.state_path}" if self.state_path else "this process"
+        return f"the budget of {self.requests} requests per {self.window_seconds:g} s is used up by {shared}"
+
     def acquire(self) -> float:
-        """Take one request slot, sleeping as long as needed; returns the seconds waited."""
+        """Take one request slot, sleeping as long as needed (at most `max_wait_seconds`); returns the
+        seconds waited. Raises `RateLimiterStalled` when no slot came in time."""
         started = time.monotonic()
-        self._limiter.try_acquire("request", blocking=True)
-        return time.monotonic() - started
+        deadline = started + self.max_wait_seconds
+        next_report = started + self.log_wait_seconds
+        while True:
+            attempt = time.monotonic()
+            timeout = max(0.001, min(deadline, next_report) - attempt)
+            if self._limiter.try_acquire("request", blocking=True, timeout=timeout):
+                break
+            now = time.monotonic()
+            waited = now - started
+            if now >= deadline:
+                raise RateLimiterStalled(f"No request slot from the rate limiter within "
+                                         f"{self.max_wait_seconds:g} s: {self._why()}")
+            if now >= next_report:
+                # Up to one window is the budget working (a burst used it up); beyond, something is off.
+                level = logging.WARNING if waited > self.enforced_window_seconds + 2 else logging.INFO
+                log.log(level, "Rate limiter: waiting %.0f s so far for a request slot (gives up after "
+                        "%g s): %s", waited, self.max_wait_seconds, self._why())
+                next_report = now + self.log_wait_seconds
+            elif now - attempt < 0.005:
+                time.sleep(0.01)  # refused without waiting (a lock timeout): do not spin
+        waited = time.monotonic() - started
+        if waited >= self.log_wait_seconds:
+            level = logging.WARNING if waited > self.enforced_window_seconds + 2 else logging.INFO
+            log.log(level, "Rate limiter: waited %.1f s for a request slot: %s", waited, self._why())
+        return waited
 
     def __repr__(self) -> str:
         return (

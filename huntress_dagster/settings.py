@@ -1,32 +1,238 @@
-"""Environment-driven settings: every HUNTRESS_* variable is read here and nowhere else."""
+"""Environment-driven settings: every HUNTRESS_* variable is read here and nowhere else.
+
+`Settings.from_env` validates every variable before anything is requested from the API, collects all
+the problems and raises one `HuntressConfigError` naming each variable with what is expected. The
+values of HUNTRESS_API_KEY / HUNTRESS_API_SECRET never appear in a message.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
 import os
-import tempfile
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
-from .client import DEFAULT_BASE_URL
+from .client import DEFAULT_BASE_URL, validate_base_url
+from .errors import HuntressConfigError
+from .ratelimit import default_state_path
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_LAKE_UMASK = 0o077  # lake files 0600, directories 0700: incident data is confidential
+DEFAULT_INCIDENTS_CRON = "*/5 * * * *"
+DEFAULT_AGENTS_CRON = "15 0 * * *"
+MIN_SENSOR_INTERVAL_SECONDS = 5
+MAX_TENANT_LENGTH = 128
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]*")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_OCTAL = re.compile(r"(?:0o)?([0-7]{1,4})")
+_SHOWN_CHARS = 80
+
+# Read by this module, or set by the package itself (the demo secret); any other HUNTRESS_* is a typo.
+KNOWN_VARIABLES = frozenset({
+    "HUNTRESS_API_KEY", "HUNTRESS_API_SECRET", "HUNTRESS_HOST_URL", "HUNTRESS_ORGANIZATION_ID",
+    "HUNTRESS_TENANT", "HUNTRESS_LAKE_DIR", "HUNTRESS_RATE_LIMIT", "HUNTRESS_RATE_WINDOW_SECONDS",
+    "HUNTRESS_RATE_LIMIT_STATE", "HUNTRESS_START_DATE", "HUNTRESS_INCIDENTS_CRON", "HUNTRESS_AGENTS_CRON",
+    "HUNTRESS_SENSOR_INTERVAL_SECONDS", "HUNTRESS_DEMO_TICK_SECONDS", "HUNTRESS_UMASK",
+    "HUNTRESS_DEMO_API_SECRET",
+})
+SECRET_VARIABLES = ("HUNTRESS_API_SECRET", "HUNTRESS_API_KEY", "HUNTRESS_DEMO_API_SECRET")
 
 
 def default_start_date(today: date | None = None) -> str:
     """First day of the month 30 days ago: covers a month of history and moves only once a month,
     so the partition set is stable between deploys."""
-    day = (today or datetime.now(timezone.utc).date()) - timedelta(days=30)
+    day = (today or datetime.now(UTC).date()) - timedelta(days=30)
     return day.replace(day=1).isoformat()
 
 
-def default_rate_limit_state() -> str:
-    return str(Path(tempfile.gettempdir()) / "huntress_dagster_ratelimit.sqlite")
+def default_rate_limit_state(environ: Mapping[str, str] | None = None) -> str:
+    """The limiter's shared state in a private directory (0700) of the Dagster instance
+    (`$DAGSTER_HOME/huntress_dagster/ratelimit.sqlite`) or else of the user
+    (`${XDG_CACHE_HOME:-~/.cache}/huntress_dagster/ratelimit.sqlite`); never the shared temp directory."""
+    return default_state_path(environ)
 
 
-def _organization_ids(text: str) -> list[int]:
+# --- parsers: each returns the value or raises _Invalid("is not ...: expected ...") -------------------------
+
+
+class _Invalid(ValueError):
+    """A problem with one value; the message continues "NAME='value' ..."."""
+
+
+def _shown(raw: str) -> str:
+    """The value as quoted in a message: credentials in a URL masked, long values cut."""
+    text = _redact_url(raw)
+    text = text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
+    return repr(text)
+
+
+def parse_whole(raw: str, *, minimum: int, what: str) -> int:
     try:
-        return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
+        value = int(raw.strip())
     except ValueError:
-        raise ValueError(f"HUNTRESS_ORGANIZATION_ID must be organization ids separated by commas, got {text!r}") from None
+        raise _Invalid(f"is not a whole number: expected a whole number of {what} >= {minimum}") from None
+    if value < minimum:
+        raise _Invalid(f"is too small: expected a whole number of {what} >= {minimum}")
+    return value
+
+
+def parse_seconds(raw: str, *, positive: bool) -> float:
+    expected = "a number of seconds " + ("> 0" if positive else ">= 0") + ", e.g. 60 or 0.5"
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise _Invalid(f"is not a number: expected {expected}") from None
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise _Invalid(f"is out of range: expected {expected}")
+    return value
+
+
+def parse_start_date(raw: str, *, today: date) -> str:
+    text = raw.strip()
+    try:
+        if not _ISO_DATE.fullmatch(text):
+            raise ValueError
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise _Invalid("is not a date: expected YYYY-MM-DD (the first daily partition), "
+                       "e.g. 2024-01-01") from None
+    if day > today:
+        raise _Invalid(f"is in the future: expected a date on or before today ({today.isoformat()}, UTC)")
+    return day.isoformat()
+
+
+def parse_organization_ids(raw: str) -> list[int]:
+    expected = "expected organization ids (whole numbers >= 1) separated by commas, e.g. 501,502"
+    ids: list[int] = []
+    for part in raw.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or int(part) < 1:
+            raise _Invalid(f"has {part!r}, not an organization id: {expected}")
+        if int(part) not in ids:
+            ids.append(int(part))
+    return ids
+
+
+def parse_tenant(raw: str) -> str:
+    text = raw.strip()
+    if len(text) > MAX_TENANT_LENGTH or not _TENANT.fullmatch(text):
+        raise _Invalid(f"is not a tenant id: expected 1-{MAX_TENANT_LENGTH} letters, digits and . _ - : @ +, "
+                       "starting with a letter or digit (it is written to every row and keys alert dedup)")
+    return text
+
+
+def _redact_url(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = "***@" + parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def parse_host_url(raw: str) -> str:
+    text = raw.strip()
+    try:
+        return validate_base_url(text)
+    except HuntressConfigError as exc:
+        raise _Invalid(f"is not usable: {exc.detail.replace(text, _redact_url(text))}") from None
+
+
+def parse_cron(raw: str) -> str:
+    text = raw.strip()
+    if not _is_valid_cron(text):
+        raise _Invalid("is not a cron schedule: expected 5 fields "
+                       "(minute hour day-of-month month day-of-week), e.g. '*/5 * * * *'")
+    return text
+
+
+def _is_valid_cron(text: str) -> bool:
+    try:  # the check Dagster's ScheduleDefinition applies, so a schedule never fails to load later
+        from dagster._utils.schedules import is_valid_cron_string
+    except ImportError:  # pragma: no cover - a Dagster without it: the 5 fields at least
+        return len(text.split()) == 5
+    try:
+        return bool(is_valid_cron_string(text))
+    except Exception:  # noqa: BLE001 - a validator crashing on odd input has found it invalid
+        return False
+
+
+def parse_umask(raw: str) -> int:
+    expected = ("expected an octal umask of 3 digits, e.g. 077 (files owner-only, the default) or 027 "
+                "(group may read)")
+    match = _OCTAL.fullmatch(raw.strip().lower())
+    if not match:
+        raise _Invalid(f"is not an octal umask: {expected}")
+    value = int(match.group(1), 8)
+    if value > 0o777:
+        raise _Invalid(f"is out of range: {expected}")
+    if value & 0o700:
+        raise _Invalid("masks the owner's own permissions (the connector could not use its files): "
+                       + expected)
+    return value
+
+
+def _requests(raw: str) -> int:
+    return parse_whole(raw, minimum=1, what="requests")
+
+
+def _sensor_interval(raw: str) -> int:
+    return parse_whole(raw, minimum=MIN_SENSOR_INTERVAL_SECONDS, what="seconds")
+
+
+def _positive_seconds(raw: str) -> float:
+    return parse_seconds(raw, positive=True)
+
+
+def _seconds(raw: str) -> float:
+    return parse_seconds(raw, positive=False)
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def parse_lake_dir(raw: str) -> str:
+    path = Path(os.path.abspath(os.path.expanduser(raw.strip())))
+    expected = "expected a directory this user can write (created if missing)"
+    if path.exists() and not path.is_dir():
+        raise _Invalid(f"is not a directory: {expected}")
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        raise _Invalid(f"cannot be created: {existing} is not a directory; {expected}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == path else f" ({existing} is where it would be created)"
+        raise _Invalid(f"is not writable by this user{where}: {expected}")
+    return str(path)
+
+
+def parse_state_path(raw: str) -> str:
+    path = Path(os.path.abspath(os.path.expanduser(raw.strip())))
+    expected = "expected a file path for the rate limiter's SQLite state (its directory is created 0700)"
+    if path.is_dir():
+        raise _Invalid(f"is a directory: {expected}")
+    existing = _nearest_existing(path.parent)
+    if not existing.is_dir():
+        raise _Invalid(f"cannot be created: {existing} is not a directory; {expected}")
+    return str(path)
+
+
+# --- settings ------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -40,29 +246,142 @@ class Settings:
     rate_window_seconds: float = 60.0
     rate_limit_state: str = field(default_factory=default_rate_limit_state)
     start_date: str = field(default_factory=default_start_date)
-    incidents_cron: str = "*/5 * * * *"
-    agents_cron: str = "15 0 * * *"
+    incidents_cron: str = DEFAULT_INCIDENTS_CRON
+    agents_cron: str = DEFAULT_AGENTS_CRON
     # 30 s: an incident reaches alerts within a minute (p95) for 120 requests/h, 3.3% of the budget
     sensor_interval_seconds: int = 30
     demo_tick_seconds: float = 60.0  # demo mode: the simulator's clock (new incidents, status changes)
+    # umask of lake files and directories (HUNTRESS_UMASK, octal): 0o077 owner only; 0o027 a group may read
+    lake_umask: int = DEFAULT_LAKE_UMASK
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, today: date | None = None) -> Settings:
+        """Settings from HUNTRESS_* variables; raises one `HuntressConfigError` listing every bad one."""
         env = os.environ if environ is None else environ
-        get = env.get
-        return cls(
-            # No API key: demo mode on the bundled simulator.
-            demo=not get("HUNTRESS_API_KEY"),
-            host_url=get("HUNTRESS_HOST_URL") or DEFAULT_BASE_URL,
-            organization_ids=_organization_ids(get("HUNTRESS_ORGANIZATION_ID", "")),
-            tenant=get("HUNTRESS_TENANT") or "default",
-            lake_dir=os.path.abspath(get("HUNTRESS_LAKE_DIR") or "lake"),
-            rate_limit=int(get("HUNTRESS_RATE_LIMIT") or 60),
-            rate_window_seconds=float(get("HUNTRESS_RATE_WINDOW_SECONDS") or 60.0),
-            rate_limit_state=get("HUNTRESS_RATE_LIMIT_STATE") or default_rate_limit_state(),
-            start_date=get("HUNTRESS_START_DATE") or default_start_date(),
-            incidents_cron=get("HUNTRESS_INCIDENTS_CRON") or "*/5 * * * *",
-            agents_cron=get("HUNTRESS_AGENTS_CRON") or "15 0 * * *",
-            sensor_interval_seconds=int(get("HUNTRESS_SENSOR_INTERVAL_SECONDS") or 30),
-            demo_tick_seconds=float(get("HUNTRESS_DEMO_TICK_SECONDS") or 60.0),
+        today = today or datetime.now(UTC).date()
+        problems: list[str] = []
+
+        def read(name: str, parse: Callable[[str], T], default: T) -> T:
+            raw = env.get(name)
+            if not _is_set(env, name):  # unset or empty: the default
+                return default
+            assert raw is not None
+            try:
+                return parse(raw)
+            except _Invalid as exc:
+                problems.append(f"{name}={_shown(raw)} {exc}")
+                return default
+
+        api_key = env.get("HUNTRESS_API_KEY") or ""
+        demo = not api_key  # no API key: demo mode on the bundled simulator
+        if not demo:
+            _check_credentials(env, problems)
+        settings = cls(
+            demo=demo,
+            host_url=read("HUNTRESS_HOST_URL", parse_host_url, DEFAULT_BASE_URL),
+            organization_ids=read("HUNTRESS_ORGANIZATION_ID", parse_organization_ids, []),
+            tenant=read("HUNTRESS_TENANT", parse_tenant, "default"),
+            lake_dir=read("HUNTRESS_LAKE_DIR", parse_lake_dir, os.path.abspath("lake"))
+            if _is_set(env, "HUNTRESS_LAKE_DIR") else _default_lake_dir(problems),
+            rate_limit=read("HUNTRESS_RATE_LIMIT", _requests, 60),
+            rate_window_seconds=read("HUNTRESS_RATE_WINDOW_SECONDS", _positive_seconds, 60.0),
+            rate_limit_state=read("HUNTRESS_RATE_LIMIT_STATE", parse_state_path, "")
+            or default_rate_limit_state(env),
+            start_date=read("HUNTRESS_START_DATE", lambda raw: parse_start_date(raw, today=today),
+                            default_start_date(today)),
+            incidents_cron=read("HUNTRESS_INCIDENTS_CRON", parse_cron, DEFAULT_INCIDENTS_CRON),
+            agents_cron=read("HUNTRESS_AGENTS_CRON", parse_cron, DEFAULT_AGENTS_CRON),
+            sensor_interval_seconds=read("HUNTRESS_SENSOR_INTERVAL_SECONDS", _sensor_interval, 30),
+            demo_tick_seconds=read("HUNTRESS_DEMO_TICK_SECONDS", _seconds, 60.0),
+            lake_umask=read("HUNTRESS_UMASK", parse_umask, DEFAULT_LAKE_UMASK),
         )
+        if problems:
+            raise config_error(problems, env)
+        unknown = sorted(name for name in env if name.startswith("HUNTRESS_") and name not in KNOWN_VARIABLES)
+        if unknown:
+            log.warning("Ignoring unknown environment variables %s (a typo? known: %s)", ", ".join(unknown),
+                        ", ".join(sorted(KNOWN_VARIABLES - {"HUNTRESS_DEMO_API_SECRET"})))
+        return settings
+
+    def validate(self) -> Settings:
+        """Check values set in code or YAML (e.g. `dataclasses.replace` overrides) like `from_env` checks the
+        environment; raises one `HuntressConfigError` naming each field. Returns self."""
+        problems: list[str] = []
+        today = datetime.now(UTC).date()
+
+        def check(name: str, variable: str, value: Any, parse: Callable[[str], Any]) -> None:
+            try:
+                parse(str(value))
+            except _Invalid as exc:
+                problems.append(f"{name} ({variable})={_shown(str(value))} {exc}")
+
+        check("host_url", "HUNTRESS_HOST_URL", self.host_url, parse_host_url)
+        if self.organization_ids:
+            check("organization_ids", "HUNTRESS_ORGANIZATION_ID", ",".join(map(str, self.organization_ids)),
+                  parse_organization_ids)
+        check("tenant", "HUNTRESS_TENANT", self.tenant, parse_tenant)
+        check("lake_dir", "HUNTRESS_LAKE_DIR", self.lake_dir, parse_lake_dir)
+        check("rate_limit", "HUNTRESS_RATE_LIMIT", self.rate_limit, _requests)
+        check("rate_window_seconds", "HUNTRESS_RATE_WINDOW_SECONDS", self.rate_window_seconds,
+              _positive_seconds)
+        check("rate_limit_state", "HUNTRESS_RATE_LIMIT_STATE", self.rate_limit_state, parse_state_path)
+        check("start_date", "HUNTRESS_START_DATE", self.start_date,
+              lambda raw: parse_start_date(raw, today=today))
+        check("incidents_cron", "HUNTRESS_INCIDENTS_CRON", self.incidents_cron, parse_cron)
+        check("agents_cron", "HUNTRESS_AGENTS_CRON", self.agents_cron, parse_cron)
+        check("sensor_interval_seconds", "HUNTRESS_SENSOR_INTERVAL_SECONDS", self.sensor_interval_seconds,
+              _sensor_interval)
+        check("demo_tick_seconds", "HUNTRESS_DEMO_TICK_SECONDS", self.demo_tick_seconds, _seconds)
+        umask = format(self.lake_umask, "03o") if isinstance(self.lake_umask, int) else self.lake_umask
+        check("lake_umask", "HUNTRESS_UMASK", umask, parse_umask)
+        if problems:
+            raise config_error(problems, os.environ)
+        return self
+
+
+def _is_set(env: Mapping[str, str], name: str) -> bool:
+    return bool((env.get(name) or "").strip())
+
+
+def _default_lake_dir(problems: list[str]) -> str:
+    """./lake, checked like an explicit HUNTRESS_LAKE_DIR."""
+    try:
+        return parse_lake_dir("lake")
+    except _Invalid as exc:
+        problems.append(f"HUNTRESS_LAKE_DIR is unset, and the default ./lake ({os.path.abspath('lake')}) "
+                        f"{exc}")
+        return os.path.abspath("lake")
+
+
+def _check_credentials(env: Mapping[str, str], problems: list[str]) -> None:
+    """Credential problems, described without their values."""
+    key, secret = env.get("HUNTRESS_API_KEY") or "", env.get("HUNTRESS_API_SECRET") or ""
+    portal = "as shown in the Huntress portal (Settings > API Credentials)"
+    if key != key.strip():
+        problems.append("HUNTRESS_API_KEY has leading or trailing whitespace: expected the key exactly "
+                        + portal)
+    if not secret.strip():
+        problems.append("HUNTRESS_API_SECRET is not set: expected the secret paired with HUNTRESS_API_KEY, "
+                        + portal)
+    elif secret != secret.strip():
+        problems.append("HUNTRESS_API_SECRET has leading or trailing whitespace: expected the secret exactly "
+                        f"{portal}")
+
+
+def config_error(problems: list[str], env: Mapping[str, str]) -> HuntressConfigError:
+    """One error listing every problem; any credential value that slipped into one (a secret pasted into the
+    wrong variable) is masked."""
+    secrets = [value.strip() for name in SECRET_VARIABLES if len(value := (env.get(name) or "").strip()) >= 4]
+
+    def mask(text: str) -> str:
+        for secret in secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    problems = [mask(problem) for problem in problems]
+    count = f"{len(problems)} problems" if len(problems) > 1 else "1 problem"
+    error = HuntressConfigError(
+        f"Invalid Huntress connector configuration ({count}); nothing was requested from the API:\n"
+        + "\n".join(f"  - {problem}" for problem in problems))
+    error.problems = problems  # type: ignore[attr-defined]
+    return error
