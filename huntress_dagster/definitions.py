@@ -41,15 +41,18 @@ def build_definitions(settings: Settings, huntress: HuntressResource | None = No
                                         tenant=settings.tenant, demo_mode=True,
                                         rate_limit_requests=settings.rate_limit,
                                         rate_limit_window_seconds=settings.rate_window_seconds,
-                                        rate_limit_state_path=settings.rate_limit_state)
+                                        rate_limit_state_path=settings.rate_limit_state,
+                                        max_pages_per_walk=settings.max_pages_per_walk,
+                                        max_response_bytes=settings.max_response_bytes)
         else:
             huntress = HuntressResource(
                 host_url=settings.host_url, api_key=dg.EnvVar("HUNTRESS_API_KEY"),
                 api_secret=dg.EnvVar("HUNTRESS_API_SECRET"), organization_ids=settings.organization_ids,
                 tenant=settings.tenant, rate_limit_requests=settings.rate_limit,
                 rate_limit_window_seconds=settings.rate_window_seconds,
-                rate_limit_state_path=settings.rate_limit_state)
-    lake = lake or HuntressLakeResource(lake_dir=settings.lake_dir)
+                rate_limit_state_path=settings.rate_limit_state, max_pages_per_walk=settings.max_pages_per_walk,
+                max_response_bytes=settings.max_response_bytes)
+    lake = lake or HuntressLakeResource(lake_dir=settings.lake_dir, umask=settings.lake_umask)
     partitions = dg.DailyPartitionsDefinition(start_date=settings.start_date, timezone="UTC", end_offset=1)
     automation_on = settings.demo  # real accounts: the user switches schedules and the sensor on
     schedule_status = dg.DefaultScheduleStatus.RUNNING if automation_on else dg.DefaultScheduleStatus.STOPPED

@@ -8,8 +8,8 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from .client import DEFAULT_BASE_URL, HuntressClient
-from .lake import Lake
+from .client import DEFAULT_BASE_URL, DEFAULT_MAX_PAGES, DEFAULT_MAX_RESPONSE_BYTES, HuntressClient
+from .lake import DEFAULT_UMASK, Lake
 from .ratelimit import RateLimiter, bucket_name_for
 from .settings import default_rate_limit_state
 
@@ -33,6 +33,10 @@ class HuntressResource(dg.ConfigurableResource):
     backoff_max_seconds: float = 60.0
     max_attempts: int = 8
     max_throttle_seconds: float = Field(default=900.0, description="How long a 429 storm is waited out")
+    max_pages_per_walk: int = Field(default=DEFAULT_MAX_PAGES, description="A walk past this many pages is "
+                                    "stopped as broken paging (HUNTRESS_MAX_PAGES_PER_WALK)")
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, description="A larger response is "
+                                    "refused (HUNTRESS_MAX_RESPONSE_BYTES)")
 
     def get_client(self) -> HuntressClient:
         limiter = RateLimiter(self.rate_limit_requests, self.rate_limit_window_seconds,
@@ -40,7 +44,8 @@ class HuntressResource(dg.ConfigurableResource):
                               bucket=bucket_name_for(self.api_key, self.host_url))
         return HuntressClient(self.api_key, self.api_secret, self.host_url, rate_limiter=limiter,
                               backoff_base=self.backoff_base_seconds, backoff_max=self.backoff_max_seconds,
-                              max_attempts=self.max_attempts, max_throttle_seconds=self.max_throttle_seconds)
+                              max_attempts=self.max_attempts, max_throttle_seconds=self.max_throttle_seconds,
+                              max_pages=self.max_pages_per_walk, max_response_bytes=self.max_response_bytes)
 
     def describe(self) -> dict[str, Any]:
         """Safe-to-show facts about the connection (never the secret)."""
@@ -59,6 +64,8 @@ class HuntressLakeResource(dg.ConfigurableResource):
     overlap_seconds: int = Field(default=300, description="Incremental walks re-read this much before the "
                                  "committed watermark (absorbs clock skew)")
     duckdb_memory_limit: str = "1GB"
+    umask: int = Field(default=DEFAULT_UMASK, description="umask of lake files and directories (HUNTRESS_UMASK): "
+                       "0o077 owner only, 0o027 for a group that may read")
     parse_workers: int = Field(default=0, description="Processes parsing days of a backfill in parallel; "
                                "0 = one per CPU core")
 
@@ -66,4 +73,4 @@ class HuntressLakeResource(dg.ConfigurableResource):
         return self.parse_workers or os.cpu_count() or 1
 
     def get_lake(self) -> Lake:
-        return Lake(self.lake_dir, duckdb_memory_limit=self.duckdb_memory_limit)
+        return Lake(self.lake_dir, duckdb_memory_limit=self.duckdb_memory_limit, umask=self.umask)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from .client import DEFAULT_BASE_URL, validate_base_url
+from .client import DEFAULT_BASE_URL, DEFAULT_MAX_PAGES, DEFAULT_MAX_RESPONSE_BYTES, validate_base_url
 from .errors import HuntressConfigError
 from .ratelimit import default_state_path
 
@@ -42,6 +42,7 @@ KNOWN_VARIABLES = frozenset({
     "HUNTRESS_TENANT", "HUNTRESS_LAKE_DIR", "HUNTRESS_RATE_LIMIT", "HUNTRESS_RATE_WINDOW_SECONDS",
     "HUNTRESS_RATE_LIMIT_STATE", "HUNTRESS_START_DATE", "HUNTRESS_INCIDENTS_CRON", "HUNTRESS_AGENTS_CRON",
     "HUNTRESS_SENSOR_INTERVAL_SECONDS", "HUNTRESS_DEMO_TICK_SECONDS", "HUNTRESS_UMASK",
+    "HUNTRESS_MAX_PAGES_PER_WALK", "HUNTRESS_MAX_RESPONSE_BYTES",
     "HUNTRESS_DEMO_API_SECRET",
 })
 SECRET_VARIABLES = ("HUNTRESS_API_SECRET", "HUNTRESS_API_KEY", "HUNTRESS_DEMO_API_SECRET")
@@ -189,6 +190,14 @@ def _requests(raw: str) -> int:
     return parse_whole(raw, minimum=1, what="requests")
 
 
+def _pages(raw: str) -> int:
+    return parse_whole(raw, minimum=1, what="pages per walk")
+
+
+def _response_bytes(raw: str) -> int:
+    return parse_whole(raw, minimum=1 << 20, what="bytes")
+
+
 def _sensor_interval(raw: str) -> int:
     return parse_whole(raw, minimum=MIN_SENSOR_INTERVAL_SECONDS, what="seconds")
 
@@ -253,6 +262,9 @@ class Settings:
     demo_tick_seconds: float = 60.0  # demo mode: the simulator's clock (new incidents, status changes)
     # umask of lake files and directories (HUNTRESS_UMASK, octal): 0o077 owner only; 0o027 a group may read
     lake_umask: int = DEFAULT_LAKE_UMASK
+    # Walk guards: a walk stops (and records no completeness) past this many pages; a bigger response is refused
+    max_pages_per_walk: int = DEFAULT_MAX_PAGES
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, today: date | None = None) -> Settings:
@@ -294,6 +306,8 @@ class Settings:
             sensor_interval_seconds=read("HUNTRESS_SENSOR_INTERVAL_SECONDS", _sensor_interval, 30),
             demo_tick_seconds=read("HUNTRESS_DEMO_TICK_SECONDS", _seconds, 60.0),
             lake_umask=read("HUNTRESS_UMASK", parse_umask, DEFAULT_LAKE_UMASK),
+            max_pages_per_walk=read("HUNTRESS_MAX_PAGES_PER_WALK", _pages, DEFAULT_MAX_PAGES),
+            max_response_bytes=read("HUNTRESS_MAX_RESPONSE_BYTES", _response_bytes, DEFAULT_MAX_RESPONSE_BYTES),
         )
         if problems:
             raise config_error(problems, env)
@@ -334,6 +348,8 @@ class Settings:
         check("demo_tick_seconds", "HUNTRESS_DEMO_TICK_SECONDS", self.demo_tick_seconds, _seconds)
         umask = format(self.lake_umask, "03o") if isinstance(self.lake_umask, int) else self.lake_umask
         check("lake_umask", "HUNTRESS_UMASK", umask, parse_umask)
+        check("max_pages_per_walk", "HUNTRESS_MAX_PAGES_PER_WALK", self.max_pages_per_walk, _pages)
+        check("max_response_bytes", "HUNTRESS_MAX_RESPONSE_BYTES", self.max_response_bytes, _response_bytes)
         if problems:
             raise config_error(problems, os.environ)
         return self

@@ -23,8 +23,9 @@ from ..settings import Settings
 
 
 class HuntressConnectorComponent(dg.Component, dg.Model, dg.Resolvable):
-    """Collects Huntress agents and incident reports into a DuckDB/Parquet lake (five assets, checks,
-    schedules and a sensor)."""
+    """Collects every Huntress stream (incident reports, signals, escalations, platform actions, agents) into a
+    DuckDB/Parquet lake: a raw asset per stream, parsed_syslog, assets and alerts, checks, schedules and a
+    sensor."""
 
     lake_dir: str | None = None
     tenant: str | None = None
@@ -38,4 +39,5 @@ class HuntressConnectorComponent(dg.Component, dg.Model, dg.Resolvable):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         overrides = {name: value for name, value in self.model_dump().items() if value is not None}
-        return build_definitions(dataclasses.replace(Settings.from_env(), **overrides))
+        # validate(): YAML values get the same checks, and errors, as environment variables
+        return build_definitions(dataclasses.replace(Settings.from_env(), **overrides).validate())
