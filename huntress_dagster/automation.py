@@ -1,9 +1,10 @@
-"""Jobs, schedules, the incident sensor and the connection test.
+"""Jobs, schedules, the sensor and the connection test, generated from the stream declarations.
 
-Downstream assets are kept current by explicit jobs rather than declarative automation: the incident
-job runs raw_incidents -> parsed_syslog -> alerts in one run over a range of days, the agents job runs
-raw_agents -> parsed_syslog (today) -> assets -> alerts. One run per trigger keeps the API walk single
-and makes "after the sensor's run, alerts are current" true without waiting on the automation daemon.
+Downstream assets are kept current by explicit jobs rather than declarative automation: the collect job
+runs every walked stream's raw asset -> parsed_syslog -> alerts in one run over a range of days (one walk
+per stream), the inventory job runs every snapshot stream -> parsed_syslog (today) -> assets -> alerts.
+One run per trigger keeps each API walk single and makes "after the sensor's run, alerts are current"
+true without waiting on the automation daemon.
 """
 
 
@@ -15,9 +16,12 @@ import dagster as dg
 from .collect import parse_api_time
 from .errors import HuntressError
 from .resources import HuntressResource
+from .streams import ALERT_STREAMS, SNAPSHOT_STREAMS, WALK_STREAMS
 
-INCIDENTS_JOB = "huntress_incidents_job"
-AGENTS_JOB = "huntress_agents_job"
+COLLECT_JOB = "huntress_collect_job"
+INVENTORY_JOB = "huntress_inventory_job"
+ALL_JOB = "huntress_all_job"
+DOWNSTREAM = ["parsed_syslog", "alerts"]
 CONNECTION_TEST_JOB = "huntress_connection_test"
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -32,14 +36,21 @@ def build_jobs() -> list:
     # In process: the steps are a chain (raw -> parsed -> alerts, checks after each), so the default
     # multiprocess executor gains nothing and spends ~3 s starting a process per step, ~20 s of a
     # sensor-triggered run. Parsing a range of days still uses every core (its own process pool).
-    incidents = dg.define_asset_job(
-        INCIDENTS_JOB, selection=["raw_incidents", "parsed_syslog", "alerts"], executor_def=dg.in_process_executor,
-        description="Collect incident reports for a range of days (one API walk), parse them, refresh alerts.")
-    agents = dg.define_asset_job(
-        AGENTS_JOB, selection=["raw_agents", "parsed_syslog", "assets", "alerts"], executor_def=dg.in_process_executor,
-        description="Snapshot the agent inventory, parse it into today's syslog partition, refresh assets and "
-                    "the host context of alerts.")
-    return [incidents, agents]
+    collect = dg.define_asset_job(
+        COLLECT_JOB, selection=[*(s.raw_table for s in WALK_STREAMS), *DOWNSTREAM],
+        executor_def=dg.in_process_executor,
+        description="Collect " + ", ".join(s.label for s in WALK_STREAMS) + " for a range of days (one API walk "
+                    "per stream), parse them, refresh alerts.")
+    inventory = dg.define_asset_job(
+        INVENTORY_JOB, selection=[*(s.raw_table for s in SNAPSHOT_STREAMS), "parsed_syslog", "assets", "alerts"],
+        executor_def=dg.in_process_executor,
+        description="Snapshot " + ", ".join(s.label for s in SNAPSHOT_STREAMS) + ", parse them into today's "
+                    "syslog partition, refresh assets and the host context of alerts.")
+    everything = dg.define_asset_job(
+        ALL_JOB, selection=dg.AssetSelection.all(), executor_def=dg.in_process_executor,
+        description="Every stream and everything downstream for a range of days, in one run (what "
+                    "`huntress-dagster run` launches).")
+    return [collect, inventory, everything]
 
 
 @dg.op(description="Call the Huntress API with the configured credentials and report what it sees.")
@@ -64,17 +75,17 @@ def connection_test_job() -> None:
 
 
 def build_schedules(settings, default_status: dg.DefaultScheduleStatus) -> list[dg.ScheduleDefinition]:
-    @dg.schedule(name="huntress_incidents_schedule", job_name=INCIDENTS_JOB, cron_schedule=settings.incidents_cron,
+    @dg.schedule(name="huntress_collect_schedule", job_name=COLLECT_JOB, cron_schedule=settings.incidents_cron,
                  execution_timezone="UTC", default_status=default_status,
-                 description="Incremental incident collection: yesterday and today, each walked only back to "
-                             "its committed watermark.")
+                 description="Incremental collection of every walked stream: yesterday and today, each walked "
+                             "only back to its committed watermark.")
     def incidents_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
         today = context.scheduled_execution_time.astimezone(timezone.utc).date()
         return dg.RunRequest(tags=range_tags(today - timedelta(days=1), today))
 
-    @dg.schedule(name="huntress_agents_schedule", job_name=AGENTS_JOB, cron_schedule=settings.agents_cron,
+    @dg.schedule(name="huntress_inventory_schedule", job_name=INVENTORY_JOB, cron_schedule=settings.agents_cron,
                  execution_timezone="UTC", default_status=default_status,
-                 description="Daily agent inventory snapshot.")
+                 description="Daily inventory snapshots.")
     def agents_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
         today = context.scheduled_execution_time.astimezone(timezone.utc).date()
         return dg.RunRequest(partition_key=today.isoformat())
@@ -82,25 +93,39 @@ def build_schedules(settings, default_status: dg.DefaultScheduleStatus) -> list[
     return [incidents_schedule, agents_schedule]
 
 
-def build_sensor(settings, default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
-    @dg.sensor(name="huntress_incident_sensor", job_name=INCIDENTS_JOB,
-               minimum_interval_seconds=settings.sensor_interval_seconds, default_status=default_status,
-               description="One request (the newest incident report by updated_at) per tick; when it is newer "
-                           "than the cursor, runs the incident job for the days in between.")
-    def incident_sensor(context: dg.SensorEvaluationContext, huntress: HuntressResource) -> dg.SensorResult:
-        cursor = json.loads(context.cursor) if context.cursor else None
-        with huntress.get_client() as client:
-            page = next(client.incident_report_pages(sort_field="updated_at", sort_direction="desc", limit=1))
-        if not page.items:
-            return dg.SensorResult(skip_reason="No incident reports in the account yet")
-        newest = page.items[0]
-        newest_key = {"updated_at": newest["updated_at"], "id": newest["id"]}
-        if cursor == newest_key:
-            return dg.SensorResult(skip_reason=f"No change since {newest['updated_at']}")
-        newest_day = parse_api_time(newest["updated_at"]).date()
-        first_day = parse_api_time(cursor["updated_at"]).date() if cursor else newest_day
-        run = dg.RunRequest(run_key=f"incidents:{newest['updated_at']}:{newest['id']}",
-                            tags=range_tags(min(first_day, newest_day), newest_day))
-        return dg.SensorResult(run_requests=[run], cursor=json.dumps(newest_key))
+def newest_change(client, stream) -> dict | None:
+    """The stream's most recently updated object: {"updated_at", "id"} (one request of one record)."""
+    page = next(client.iter_pages(stream.path, stream.name, {"sort_field": "updated_at", "sort_direction": "desc",
+                                                             "limit": 1}))
+    return {"updated_at": page.items[0]["updated_at"], "id": page.items[0]["id"]} if page.items else None
 
-    return incident_sensor
+
+def build_sensor(settings, default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
+    @dg.sensor(name="huntress_alert_sensor", job_name=COLLECT_JOB,
+               minimum_interval_seconds=settings.sensor_interval_seconds, default_status=default_status,
+               description="One request per alert stream (" + ", ".join(s.label for s in ALERT_STREAMS) + ": "
+                           "its newest object by updated_at) per tick; when one is newer than the cursor, runs "
+                           "the collect job for those streams over the days in between.")
+    def alert_sensor(context: dg.SensorEvaluationContext, huntress: HuntressResource) -> dg.SensorResult:
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        newest, changed, first_day, last_day = {}, [], None, None
+        with huntress.get_client() as client:
+            for stream in ALERT_STREAMS:
+                newest[stream.name] = seen = newest_change(client, stream)
+                if seen is None or cursor.get(stream.name) == seen:
+                    continue
+                changed.append(stream)
+                day = parse_api_time(seen["updated_at"]).date()
+                since = parse_api_time(cursor[stream.name]["updated_at"]).date() if cursor.get(stream.name) else day
+                first_day = min(filter(None, [first_day, since, day]))
+                last_day = max(filter(None, [last_day, day]))
+        if not changed:
+            seen_text = ", ".join(f"{name} {seen['updated_at']}" for name, seen in newest.items() if seen)
+            return dg.SensorResult(skip_reason=f"No change since {seen_text}" if seen_text else "No objects yet")
+        key = ";".join(f"{s.name}:{newest[s.name]['updated_at']}:{newest[s.name]['id']}" for s in changed)
+        run = dg.RunRequest(run_key=key, tags=range_tags(first_day, last_day),
+                            asset_selection=[dg.AssetKey(s.raw_table) for s in changed]
+                            + [dg.AssetKey(a) for a in DOWNSTREAM])
+        return dg.SensorResult(run_requests=[run], cursor=json.dumps(newest))
+
+    return alert_sensor

@@ -1,9 +1,10 @@
-"""Collection walks over the Huntress API (plain Python: no Dagster, no storage).
+"""Collection over the Huntress API, for any stream (plain Python: no Dagster, no storage).
 
-`/incident_reports` has no time filter, so a window of days is collected by ONE walk sorted by
+A walked stream (streams.Strategy.WALK) is collected for a window of days by ONE walk sorted by
 `updated_at` descending: records newer than the window are skipped, the walk stops at the first
 record older than its lower bound. Records that share one `updated_at` may straddle a page
-boundary and be served twice; the walk yields each (id, updated_at) once.
+boundary and be served twice; the walk yields each (id, updated_at) once. A snapshot stream is
+listed in full, sorted by id.
 
 The API is not trusted blindly. A walk records in its stats how far down it *proved* completeness
 (`proven_down_to`: every record updated at or after it was seen, through pages that were all
@@ -26,6 +27,7 @@ import orjson
 
 from .client import HuntressClient
 from .errors import HuntressPaginationError
+from .streams import Stream
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +117,21 @@ def _int_or_none(value: Any) -> int | None:
     return value if type(value) is int else None
 
 
+def _owner_id(obj: dict[str, Any], name: str) -> int | None:
+    """`<name>_id`, or the id of an embedded `<name>` object (signals embed `organization`, escalations
+    `account`); None for objects spanning several organizations (their ids stay in the JSON)."""
+    embedded = obj.get(name)
+    return _int_or_none(obj.get(f"{name}_id", embedded.get("id") if isinstance(embedded, dict) else None))
+
+
 def raw_row(obj: dict[str, Any], tenantid: str, collected_at: datetime,
             key: tuple[int, datetime | None] | None = None) -> dict[str, Any]:
     """A raw-table row: key columns plus the object verbatim."""
     record_id, updated_at = key or record_key(obj, require_updated_at=False)
     return {
         "tenantid": tenantid,
-        "account_id": _int_or_none(obj.get("account_id")),
-        "organization_id": _int_or_none(obj.get("organization_id")),
+        "account_id": _owner_id(obj, "account"),
+        "organization_id": _owner_id(obj, "organization"),
         "id": record_id,
         "updated_at": updated_at,
         "collected_at": collected_at,
@@ -131,8 +140,9 @@ def raw_row(obj: dict[str, Any], tenantid: str, collected_at: datetime,
     }
 
 
-def walk_incident_reports(
+def walk_stream(
     client: HuntressClient,
+    stream: Stream,
     *,
     tenantid: str,
     lower_bound: datetime,
@@ -144,19 +154,19 @@ def walk_incident_reports(
     stats: WalkStats | None = None,
     on_poison: PoisonHandler = _log_poison,
 ) -> Iterator[dict[str, Any]]:
-    """Yield raw rows of incident reports with lower_bound <= updated_at < upper_bound.
+    """Yield raw rows of a walked stream's objects with lower_bound <= updated_at < upper_bound.
 
-    One walk per organization filter (none = one walk over the whole account). Remediation lists
-    beyond the embedded first 10 are completed with extra requests, except for versions for which
-    `known_complete(id, updated_at)` returns the already collected list (as remediations_json).
+    One walk per organization filter (none = one walk over the whole account). For incident reports,
+    remediation lists beyond the embedded first 10 are completed with extra requests, except for
+    versions for which `known_complete(id, updated_at)` returns the already collected list.
     `stats.proven_down_to` says how far down the walks proved completeness (see the module doc).
     """
     stats = stats if stats is not None else WalkStats()
     collected_at = collected_at or datetime.now(timezone.utc)
     for number, organization_id in enumerate(list(organization_ids) or [None]):
-        walk = _UpdatedAtWalk(lower_bound, upper_bound, stats)
-        pages = client.incident_report_pages(sort_field="updated_at", sort_direction="desc",
-                                             organization_id=organization_id)
+        walk = _UpdatedAtWalk(stream.path, lower_bound, upper_bound, stats)
+        pages = client.iter_pages(stream.path, stream.name, {"sort_field": "updated_at", "sort_direction": "desc",
+                                                             "organization_id": organization_id})
         try:
             for page in pages:
                 stats.pages += 1
@@ -167,13 +177,14 @@ def walk_incident_reports(
                         stats.quarantined += 1
                         if poison.updated_at is not None:
                             stats.poisoned_days.add(poison.updated_at.date().isoformat())
-                        on_poison(obj, str(poison), "/incident_reports")
+                        on_poison(obj, str(poison), stream.path)
                         continue
                     if key is None:
                         continue
                     row = raw_row(obj, tenantid, collected_at, key)
                     embedded = obj.get("remediations")
-                    if complete_remediations and isinstance(embedded, dict) and embedded.get("has_more"):
+                    if complete_remediations and stream.completes_remediations and isinstance(embedded, dict) \
+                            and embedded.get("has_more"):
                         row["remediations_json"] = known_complete and known_complete(*key)
                         if not row["remediations_json"]:
                             row["remediations_json"] = to_json_text(
@@ -197,8 +208,8 @@ def walk_incident_reports(
 class _UpdatedAtWalk:
     """The bookkeeping of one updated_at-descending walk: which records to keep, and what it proved."""
 
-    def __init__(self, lower_bound: datetime, upper_bound: datetime, stats: WalkStats):
-        self.lower_bound, self.upper_bound, self.stats = lower_bound, upper_bound, stats
+    def __init__(self, path: str, lower_bound: datetime, upper_bound: datetime, stats: WalkStats):
+        self.path, self.lower_bound, self.upper_bound, self.stats = path, lower_bound, upper_bound, stats
         self.boundary_stamp: datetime | None = None
         self.ids_at_boundary: set[int] = set()  # only ids at the lowest stamp can come back on the next page
         self.on_page: set[tuple[int, datetime]] = set()  # repeats anywhere on one page
@@ -218,7 +229,7 @@ class _UpdatedAtWalk:
         if self.boundary_stamp is not None and updated_at > self.boundary_stamp:
             if not self.out_of_order:
                 self.stats.anomalies.append(
-                    f"/incident_reports served updated_at {updated_at.isoformat()} (id {record_id}) after "
+                    f"{self.path} served updated_at {updated_at.isoformat()} (id {record_id}) after "
                     f"{self.boundary_stamp.isoformat()}: not in descending order")
             self.out_of_order = True
         elif updated_at != self.boundary_stamp:
@@ -249,8 +260,9 @@ class _UpdatedAtWalk:
         return self.boundary_stamp + timedelta(microseconds=1)
 
 
-def snapshot_agents(
+def snapshot_stream(
     client: HuntressClient,
+    stream: Stream,
     *,
     tenantid: str,
     organization_ids: Sequence[int] = (),
@@ -258,7 +270,7 @@ def snapshot_agents(
     stats: WalkStats | None = None,
     on_poison: PoisonHandler = _log_poison,
 ) -> Iterator[dict[str, Any]]:
-    """Yield raw rows of every agent (a full inventory snapshot: ceil(agents / 500) requests).
+    """Yield raw rows of every object of a snapshot stream (ceil(objects / 500) requests).
 
     A broken paging raises (HuntressPaginationError): a partial snapshot would show the agents it missed
     as gone, so none is written."""
@@ -266,8 +278,9 @@ def snapshot_agents(
     collected_at = collected_at or datetime.now(timezone.utc)
     seen: set[int] = set()
     for organization_id in (list(organization_ids) or [None]):
-        # Sorting by id keeps pages stable while agents call back (updated_at moves) mid-snapshot.
-        for page in client.agent_pages(sort_field="id", sort_direction="asc", organization_id=organization_id):
+        # Sorting by id keeps pages stable while objects change (agents call back) mid-snapshot.
+        params = {"sort_field": "id", "sort_direction": "asc", "organization_id": organization_id}
+        for page in client.iter_pages(stream.path, stream.name, params):
             stats.pages += 1
             for obj in page.items:
                 stats.records_walked += 1
@@ -275,7 +288,7 @@ def snapshot_agents(
                     key = record_key(obj, require_updated_at=False)
                 except PoisonRecord as poison:
                     stats.quarantined += 1
-                    on_poison(obj, str(poison), "/agents")
+                    on_poison(obj, str(poison), stream.path)
                     continue
                 if key[0] in seen:
                     stats.duplicates_skipped += 1

@@ -9,6 +9,7 @@ automatically: an operator inspects the rows, then deletes the file(s) to acknow
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from datetime import datetime, timezone
@@ -54,11 +55,22 @@ class QuarantineWriter:
         self._tmp: Path | None = None
 
     def __call__(self, obj: Any, reason: str, endpoint: str) -> None:
-        record_id = _record_id(obj)
+        """Quarantine an API object (decoded JSON)."""
+        self._add(_record_id(obj), reason, endpoint, to_json_text(obj))
+
+    def add_text(self, raw_json: str, reason: str, endpoint: str) -> None:
+        """Quarantine a stored raw JSON text that could not be normalized."""
+        try:
+            record_id = _record_id(json.loads(raw_json))
+        except ValueError:
+            record_id = None
+        self._add(record_id, reason, endpoint, raw_json)
+
+    def _add(self, record_id: str | None, reason: str, endpoint: str, raw_json: str) -> None:
         log.warning("%s: record %s quarantined (%s)", endpoint, record_id or "without id", reason)
         self._rows.append({"tenantid": self.tenantid, "stream": self.stream, "endpoint": endpoint,
                            "record_id": record_id, "reason": reason, "collected_at": self.collected_at,
-                           "raw_json": to_json_text(obj)})
+                           "raw_json": raw_json})
         self.count += 1
         if len(self.named) < 10:
             self.named.append(f"{endpoint} id {record_id or '(none)'}: {reason}")

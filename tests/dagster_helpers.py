@@ -12,12 +12,13 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from huntress_dagster.automation import AGENTS_JOB, INCIDENTS_JOB, range_tags
+from huntress_dagster.automation import INVENTORY_JOB, COLLECT_JOB, range_tags
 from huntress_dagster.definitions import build_definitions
 from huntress_dagster.lake import Lake
 from huntress_dagster.resources import HuntressLakeResource, HuntressResource
 from huntress_dagster.settings import Settings
 from huntress_dagster.simulator import DEMO_API_KEY, DEMO_API_SECRET, SimulatorServer
+from huntress_dagster.streams import Stream
 
 HISTORY_DAYS = 12  # the test worlds span 10 days; partitions start a little earlier
 
@@ -48,11 +49,11 @@ class Pipeline:
                       full_refresh: bool = False, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
         tags = range_tags(first or start_day(), last or today())
         config = {"ops": {"raw_incidents": {"config": {"full_refresh": full_refresh}}}}
-        return self.defs.resolve_job_def(INCIDENTS_JOB).execute_in_process(
+        return self.defs.resolve_job_def(COLLECT_JOB).execute_in_process(
             tags=tags, instance=self.instance, run_config=config, raise_on_error=raise_on_error)
 
     def run_agents(self) -> dg.ExecuteInProcessResult:
-        return self.defs.resolve_job_def(AGENTS_JOB).execute_in_process(partition_key=today().isoformat(),
+        return self.defs.resolve_job_def(INVENTORY_JOB).execute_in_process(partition_key=today().isoformat(),
                                                                         instance=self.instance)
 
     def query(self, sql: str) -> list[tuple]:
@@ -73,6 +74,14 @@ def make_pipeline(server: SimulatorServer, tmp_path: Path, **huntress_overrides)
     defs = build_definitions(settings, huntress=HuntressResource(**config),
                              lake=HuntressLakeResource(lake_dir=str(lake_dir)))
     return Pipeline(server, lake_dir, state_path, defs, dg.DagsterInstance.ephemeral())
+
+
+def truth_records(server: SimulatorServer, stream: Stream) -> list[dict]:
+    """The simulator's current state of every object of a stream (its /_sim/truth list)."""
+    from .conftest import admin
+
+    name = "incidents" if stream.name == "incident_reports" else stream.name
+    return admin(server, f"truth/{name}")[stream.name]
 
 
 def cli_env(server: SimulatorServer | None, tmp_path: Path, **extra: str) -> dict[str, str]:

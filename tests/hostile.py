@@ -25,6 +25,7 @@ POISON = {  # what each poisoned record gets instead of its id / updated_at, by 
     3: {"id": None},
     4: {"id": "__missing__"},
 }
+SURROGATE_FIELD = {"signals": "name"}  # a string field the stream's records have (default: subject)
 
 
 class HostileProxy:
@@ -79,7 +80,7 @@ class HostileProxy:
                         items[position].pop(field, None)
                     else:
                         items[position][field] = value
-            items[5]["subject"] = "lone surrogate \ud800 in a subject"
+            items[5][SURROGATE_FIELD.get(self.collection, "subject")] = "lone surrogate \ud800 in a string"
         elif self.fault == "out_of_order" and first_page and len(items) >= 10:
             items[1], items[-1] = items[-1], items[1]  # far apart: different stamps
         return payload

@@ -1,5 +1,6 @@
 """Lossless against a misbehaving API: real Dagster runs through a hostile proxy (tests/hostile.py) in front
-of the simulator, then the same lake against the correct API. Each case says what broke before."""
+of the simulator, then the same lake against the correct API. Each case says what broke before, and runs for
+every walked stream (the proxy bends one stream's list; the others pass through)."""
 
 from __future__ import annotations
 
@@ -12,146 +13,173 @@ from huntress_dagster.client import HuntressClient
 from huntress_dagster.errors import HuntressPaginationError, HuntressResponseTooLargeError, HuntressTLSError
 from huntress_dagster.ratelimit import RateLimiter
 from huntress_dagster.simulator import DEMO_API_KEY, DEMO_API_SECRET
+from huntress_dagster.streams import INCIDENT_REPORTS, WALK_STREAMS, Stream
 
-from .dagster_helpers import make_pipeline
-from .hostile import POISON, HostileProxy
+from .dagster_helpers import make_pipeline, truth_records
+from .hostile import POISON, SURROGATE_FIELD, HostileProxy
 from .test_pipeline import lake_alerts, truth_alerts
 
 pytestmark = pytest.mark.filterwarnings("ignore::dagster.BetaWarning", "ignore::dagster.PreviewWarning")
+per_stream = pytest.mark.parametrize("stream", WALK_STREAMS, ids=[s.name for s in WALK_STREAMS])
 
 
 @pytest.fixture
-def hostile(simulator):
-    proxy = HostileProxy(simulator.url).start()
-    yield proxy
-    proxy.stop()
+def make_hostile(simulator):
+    proxies = []
+
+    def factory(stream: Stream) -> HostileProxy:
+        proxies.append(HostileProxy(simulator.url, collection=stream.name).start())
+        return proxies[-1]
+
+    yield factory
+    for proxy in proxies:
+        proxy.stop()
 
 
 def check_result(result, name: str):
     return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
 
 
-def assert_only_days_above_the_walk_are_complete(pipeline) -> None:
+def committed_versions(pipeline, stream: Stream) -> list[tuple]:
+    return pipeline.query(f"SELECT id, updated_at FROM {stream.raw_table} ORDER BY ALL")
+
+
+def committed_ids(pipeline, stream: Stream) -> set[int]:
+    return {row[0] for row in pipeline.query(f"SELECT DISTINCT id FROM {stream.raw_table}")}
+
+
+def assert_only_days_above_the_walk_are_complete(pipeline, stream: Stream) -> None:
     """A broken walk proves only the days wholly newer than the lowest updated_at it saw."""
-    lake = pipeline.lake
-    oldest = pipeline.query("SELECT min(updated_at) FROM raw_incidents")[0][0]
-    for day in lake.committed_incident_days():
-        assert lake.incident_day_complete_as_of(day) is None or day > oldest.date(), day
+    partitions = pipeline.lake.walked(stream)
+    oldest = pipeline.query(f"SELECT min(updated_at) FROM {stream.raw_table}")[0][0]
+    for day in partitions.committed_days():
+        assert partitions.complete_as_of(day) is None or day > oldest.date(), day
 
 
-def committed_versions(pipeline) -> list[tuple]:
-    return pipeline.query("SELECT id, updated_at FROM raw_incidents ORDER BY ALL")
+def assert_lake_equals_truth(pipeline, server, stream: Stream) -> None:
+    assert committed_ids(pipeline, stream) == {r["id"] for r in truth_records(server, stream)}
+    versions = committed_versions(pipeline, stream)
+    assert len(versions) == len(set(versions))
+    assert lake_alerts(pipeline) == truth_alerts(server)
 
 
+@per_stream
 def test_a_repeating_page_token_fails_the_run_within_two_requests_and_records_no_completeness(
-        simulator, hostile, tmp_path):
+        simulator, make_hostile, tmp_path, stream):
+    hostile = make_hostile(stream)
     pipeline = make_pipeline(simulator, tmp_path, host_url=hostile.url)
     hostile.fault = "repeat_token"
     result = pipeline.run_incidents(full_refresh=True, raise_on_error=False)
     assert not result.success
-    failure = str(result.failure_data_for_node("raw_incidents").error)
-    assert "repeats a next_page_token" in failure and "/incident_reports" in failure
-    assert hostile.requests_to("incident_reports") == 2  # the first page, then the page whose token repeats
-    assert len(committed_versions(pipeline)) == 100  # what the walk saw is kept
-    assert_only_days_above_the_walk_are_complete(pipeline)
+    failure = str(result.failure_data_for_node(stream.raw_table).error)
+    assert "repeats a next_page_token" in failure and stream.path in failure
+    assert hostile.requests_to(stream.name) == 2  # the first page, then the page whose token repeats
+    assert len(committed_versions(pipeline, stream)) == 2 * hostile.page_limit  # what the walk saw is kept
+    assert_only_days_above_the_walk_are_complete(pipeline, stream)
 
     hostile.fault = None  # a correct API: the next run reads everything
     assert pipeline.run_incidents().success
-    assert lake_alerts(pipeline) == truth_alerts(simulator)
+    assert_lake_equals_truth(pipeline, simulator, stream)
 
 
+@per_stream
 def test_empty_pages_with_a_token_leave_the_watermark_so_a_correct_api_brings_every_record(
-        simulator, hostile, tmp_path):
+        simulator, make_hostile, tmp_path, stream):
+    hostile = make_hostile(stream)
     pipeline = make_pipeline(simulator, tmp_path, host_url=hostile.url)
     hostile.fault = "empty_pages_with_token"
     result = pipeline.run_incidents(raise_on_error=False)
     assert not result.success
-    assert "empty pages in a row" in str(result.failure_data_for_node("raw_incidents").error)
-    assert hostile.requests_to("incident_reports") == 4  # one page of records, three empty ones
-    assert len(committed_versions(pipeline)) == 50  # what the walk saw is kept
-    assert_only_days_above_the_walk_are_complete(pipeline)
+    assert "empty pages in a row" in str(result.failure_data_for_node(stream.raw_table).error)
+    assert hostile.requests_to(stream.name) == 4  # one page of records, three empty ones
+    assert len(committed_versions(pipeline, stream)) == hostile.page_limit  # what the walk saw is kept
+    assert_only_days_above_the_walk_are_complete(pipeline, stream)
 
     hostile.fault = None
     assert pipeline.run_incidents().success
-    assert lake_alerts(pipeline) == truth_alerts(simulator)
-    assert len(committed_versions(pipeline)) == len(simulator.world.truth_incidents())
+    assert_lake_equals_truth(pipeline, simulator, stream)
 
 
-def test_repeats_on_a_page_are_stored_once_and_the_alerts_check_passes(simulator, hostile, tmp_path):
+@per_stream
+def test_repeats_on_a_page_are_stored_once_and_the_alerts_check_passes(simulator, make_hostile, tmp_path, stream):
+    hostile = make_hostile(stream)
     pipeline = make_pipeline(simulator, tmp_path, host_url=hostile.url)
     hostile.fault = "repeats_on_page"
     result = pipeline.run_incidents()
     assert result.success
-    versions = committed_versions(pipeline)
-    assert len(versions) == len(set(versions)) == len(simulator.world.truth_incidents())
     assert check_result(result, "alerts_key_unique").passed
-    assert lake_alerts(pipeline) == truth_alerts(simulator)
+    assert_lake_equals_truth(pipeline, simulator, stream)
+    ids = pipeline.query(f"SELECT huntress.id FROM parsed_syslog WHERE msg_class = '{stream.msg_class}'")
+    assert len(ids) == len(set(ids)) == len(truth_records(simulator, stream))
 
 
-def test_a_lake_already_holding_a_repeated_version_heals_on_the_next_run(simulator, tmp_path):
+@per_stream
+def test_a_lake_already_holding_a_repeated_version_heals_on_the_next_run(simulator, tmp_path, stream):
     pipeline = make_pipeline(simulator, tmp_path)
     assert pipeline.run_incidents().success
-    lake = pipeline.lake
-    day = lake.committed_incident_days()[-2]
-    path = lake.incident_day_path(day)
+    partitions = pipeline.lake.walked(stream)
+    day = max(d for d in partitions.committed_days() if pq.read_metadata(partitions.day_path(d)).num_rows >= 3)
+    path = partitions.day_path(day)
     table, metadata = pq.read_table(path), pq.read_metadata(path).metadata
     doubled = pa.concat_tables([table, table.slice(0, 3)]).replace_schema_metadata(metadata)
     pq.write_table(doubled, path)  # as an earlier version of this connector could have stored it
-    assert lake._has_repeated_versions([path])
+    assert partitions.has_repeated_versions([path])
 
     result = pipeline.run_incidents()
     assert result.success
-    assert not lake._has_repeated_versions([path])
+    assert not partitions.has_repeated_versions([path])
     assert pq.read_metadata(path).num_rows == table.num_rows
     assert check_result(result, "alerts_key_unique").passed
-    assert duplicate_alert_keys(lake) == 0
-    assert lake_alerts(pipeline) == truth_alerts(simulator)
+    assert duplicate_alert_keys(pipeline.lake) == 0
+    assert_lake_equals_truth(pipeline, simulator, stream)
 
 
+@per_stream
 def test_poison_records_are_quarantined_named_in_a_failing_check_and_the_rest_commits(
-        simulator, hostile, tmp_path):
+        simulator, make_hostile, tmp_path, stream):
+    hostile = make_hostile(stream)
     pipeline = make_pipeline(simulator, tmp_path, host_url=hostile.url)
     hostile.fault = "poison"
     result = pipeline.run_incidents()
     assert result.success  # one bad record no longer stops collection
-    lake = pipeline.lake
-    total, named = quarantined_records(lake, "incident_reports")
+    total, named = quarantined_records(pipeline.lake, stream.name)
     assert total == len(POISON)
     text = "\n".join(named)
     for reason in ('id is not an integer: "77"', "updated_at is not an ISO-8601 timestamp: 'garbage'",
                    "updated_at is not a timestamp string: 1764450000", "missing id"):
         assert reason in text
-    check = check_result(result, "raw_incidents_nothing_quarantined")
+    check = check_result(result, f"{stream.raw_table}_nothing_quarantined")
     assert not check.passed and '"77"' in check.description
     rows = pipeline.query('SELECT reason, endpoint, raw_json FROM "_quarantine"')
-    assert {r[1] for r in rows} == {"/incident_reports"} and all(r[2].startswith("{") for r in rows)
+    assert {r[1] for r in rows} == {stream.path} and all(r[2].startswith("{") for r in rows)
     # every other record committed, the lone surrogate one included (escaped in the raw JSON, replaced when parsed)
-    truth = simulator.world.truth_incidents()
-    assert len(committed_versions(pipeline)) == len(truth) - len(POISON)
-    subject = pipeline.query("SELECT huntress.subject FROM parsed_syslog WHERE huntress.subject LIKE 'lone%'")
-    assert subject == [("lone surrogate ? in a subject",)]  # the parser replaces lone surrogates
-    assert pipeline.query("SELECT count(*) FROM raw_incidents WHERE raw_json LIKE '%\\ud800%'") == [(1,)]
+    truth = truth_records(simulator, stream)
+    assert len(committed_ids(pipeline, stream)) == len(truth) - len(POISON)
+    field = SURROGATE_FIELD.get(stream.name, "subject")
+    parsed = pipeline.query(f"SELECT huntress.{field} FROM parsed_syslog WHERE huntress.{field} LIKE 'lone%'")
+    assert parsed == [("lone surrogate ? in a string",)]  # the parser replaces lone surrogates
+    assert pipeline.query(f"SELECT count(*) FROM {stream.raw_table} WHERE raw_json LIKE '%\\ud800%'") == [(1,)]
 
     hostile.fault = None  # the API serves them correctly again: their days were left to be read again
     assert pipeline.run_incidents().success
-    alerts = lake_alerts(pipeline)
-    expected = truth_alerts(simulator)
-    missing = set(expected) - set(alerts)
-    # only records whose updated_at was the poison cannot be placed in a day, so they wait for their next change
+    missing = {r["id"] for r in truth} - committed_ids(pipeline, stream)
+    # only records whose updated_at was the poison cannot be placed in a day: they wait for their next change
     assert len(missing) <= 2
 
 
-def test_records_out_of_order_prove_nothing_and_fail_the_run(simulator, hostile, tmp_path):
+@per_stream
+def test_records_out_of_order_prove_nothing_and_fail_the_run(simulator, make_hostile, tmp_path, stream):
+    hostile = make_hostile(stream)
     pipeline = make_pipeline(simulator, tmp_path, host_url=hostile.url)
     hostile.fault = "out_of_order"
     result = pipeline.run_incidents(raise_on_error=False)
     assert not result.success
-    assert "not in descending order" in str(result.failure_data_for_node("raw_incidents").error)
-    lake = pipeline.lake
-    assert all(lake.incident_day_complete_as_of(day) is None for day in lake.committed_incident_days())
+    assert "not in descending order" in str(result.failure_data_for_node(stream.raw_table).error)
+    partitions = pipeline.lake.walked(stream)
+    assert all(partitions.complete_as_of(day) is None for day in partitions.committed_days())
     hostile.fault = None
     assert pipeline.run_incidents().success
-    assert lake_alerts(pipeline) == truth_alerts(simulator)
+    assert_lake_equals_truth(pipeline, simulator, stream)
 
 
 def test_page_cap_and_response_size_cap_stop_a_walk_with_the_endpoint_named(simulator):
@@ -193,5 +221,5 @@ def test_a_lake_dir_that_is_a_file_fails_before_any_request(simulator, tmp_path)
     before = len(simulator.request_log)
     result = pipeline.run_incidents(raise_on_error=False)
     assert not result.success
-    assert "exists and is not a directory" in str(result.failure_data_for_node("raw_incidents").error)
+    assert "exists and is not a directory" in str(result.failure_data_for_node(INCIDENT_REPORTS.raw_table).error)
     assert len(simulator.request_log) == before

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pyarrow.parquet as pq
 
 from huntress_dagster.lake import Lake
+from huntress_dagster.streams import INCIDENT_REPORTS
 
 
 def test_staging_holds_at_most_a_batch_across_days_and_keeps_every_row(tmp_path, monkeypatch):
@@ -30,7 +31,7 @@ def test_staging_holds_at_most_a_batch_across_days_and_keeps_every_row(tmp_path,
 
     stage_dir = (tmp_path / "stage")
     stage_dir.mkdir()
-    staged = lake.stage_incident_rows(walk(), stage_dir, batch_rows=700)
+    staged = lake.walked(INCIDENT_REPORTS).stage(walk(), stage_dir, batch_rows=700)
 
     assert set(staged) == {row["updated_at"].date() for row in rows}
     stored = []

@@ -15,13 +15,14 @@ import dagster as dg
 import duckdb
 import pytest
 
-from huntress_dagster.automation import INCIDENTS_JOB, connection_test_job
-from huntress_dagster.checks import duplicate_alert_keys, missing_incident_days
+from huntress_dagster.automation import COLLECT_JOB, connection_test_job
+from huntress_dagster.checks import duplicate_alert_keys, missing_days
+from huntress_dagster.streams import INCIDENT_REPORTS
 from huntress_dagster.collect import parse_api_time
 from huntress_dagster.lake import Lake
 from huntress_dagster.resources import HuntressResource
 from huntress_dagster.simulator import DEMO_API_KEY, DEMO_API_SECRET
-from huntress_dagster.transform import build_alerts
+from huntress_dagster.alerts import build_alerts
 
 from .conftest import admin
 from .dagster_helpers import (
@@ -38,15 +39,19 @@ pytestmark = pytest.mark.filterwarnings("ignore::dagster.BetaWarning", "ignore::
 
 
 def truth_alerts(server) -> dict[tuple, str]:
-    return {("default", r["id"], r["organization_id"], r["account_id"]): r["status"]
-            for r in admin(server, "truth/incidents")["incident_reports"]}
+    """The simulator's alert truth: every incident report, and every escalation once per organization."""
+    incidents = {("default", "huntress_incident_report", r["id"], r["organization_id"], r["account_id"]): r["status"]
+                 for r in admin(server, "truth/incidents")["incident_reports"]}
+    escalations = {("default", "huntress_escalation", r["id"], org, r["account_id"]): r["status"]
+                   for r in admin(server, "truth/escalations")["escalations"] for org in r["organization_ids"]}
+    return {**incidents, **escalations}
 
 
 def lake_alerts(pipeline) -> dict[tuple, str]:
-    rows = pipeline.query("SELECT tenantid, huntress_id, organization_id, account_id, status FROM alerts")
-    keys = [row[:4] for row in rows]
+    rows = pipeline.query("SELECT tenantid, msg_class, huntress_id, organization_id, account_id, status FROM alerts")
+    keys = [row[:5] for row in rows]
     assert len(keys) == len(set(keys)), "duplicate alert keys"
-    return {row[:4]: row[4] for row in rows}
+    return {row[:5]: row[5] for row in rows}
 
 
 def test_full_materialization_then_sensor_run_makes_alerts_equal_the_truth(simulator, tmp_path):
@@ -55,28 +60,32 @@ def test_full_materialization_then_sensor_run_makes_alerts_equal_the_truth(simul
     assert pipeline.run_incidents().success
     assert lake_alerts(pipeline) == truth_alerts(simulator)
 
-    sensor = pipeline.defs.get_sensor_def("huntress_incident_sensor")
+    sensor = pipeline.defs.get_sensor_def("huntress_alert_sensor")
     resources = {"huntress": pipeline.defs.resources["huntress"]}
     with dg.build_sensor_context(instance=pipeline.instance, resources=resources) as context:
         first = sensor(context)
     cursor = first.cursor
-    assert json.loads(cursor)["id"]
+    assert json.loads(cursor)["incident_reports"]["id"] and json.loads(cursor)["escalations"]["id"]
 
     changed = admin(simulator, "tick", {"new_incidents": 5, "status_changes": 4, "agent_changes": 3})
     before = simulator.request_log[-1]["t"]
     with dg.build_sensor_context(instance=pipeline.instance, resources=resources, cursor=cursor) as context:
         result = sensor(context)
     sensor_requests = [e for e in simulator.request_log if e["t"] > before]
-    assert len(sensor_requests) == 1 and "limit=1" in sensor_requests[0]["query"]  # one small request
+    # one small request per alert stream (incident reports, escalations)
+    assert len(sensor_requests) == 2 and all("limit=1" in e["query"] for e in sensor_requests)
     assert len(result.run_requests) == 1
     run = result.run_requests[0]
-    assert run.run_key.startswith("incidents:")
+    assert run.run_key.startswith("incident_reports:") and "escalations:" in run.run_key
+    assert {k.to_user_string() for k in run.asset_selection} == {"raw_incidents", "raw_escalations",
+                                                                 "parsed_syslog", "alerts"}
 
-    job = pipeline.defs.resolve_job_def(INCIDENTS_JOB)
-    assert job.execute_in_process(tags=run.tags, instance=pipeline.instance).success
+    job = pipeline.defs.resolve_job_def(COLLECT_JOB)
+    assert job.execute_in_process(tags=run.tags, instance=pipeline.instance,
+                                  asset_selection=run.asset_selection).success
     alerts = lake_alerts(pipeline)
     assert alerts == truth_alerts(simulator)
-    new_keys = {k for k in alerts if k[1] in changed["new_incidents"]}
+    new_keys = {k for k in alerts if k[1] == "huntress_incident_report" and k[2] in changed["new_incidents"]}
     assert len(new_keys) == 5 and all(alerts[k] == "sent" for k in new_keys)
 
     # The same tick again is not a new event: the run key and the cursor prevent a duplicate run.
@@ -103,7 +112,7 @@ def test_incremental_alerts_equal_a_full_rebuild(simulator, tmp_path):
     assert alerts_build_mode(pipeline) == "incremental"
     event = pipeline.instance.get_latest_materialization_event(dg.AssetKey("alerts"))
     recomputed = event.asset_materialization.metadata["alerts_recomputed"].value
-    total = len(admin(simulator, "truth/incidents")["incident_reports"])
+    total = pipeline.query("SELECT count(*) FROM alerts")[0][0]
     assert 14 <= recomputed < total / 4  # the touched keys, not the table
     assert lake_alerts(pipeline) == truth_alerts(simulator)
     incremental = {t: table_snapshot(pipeline.lake_dir, t) for t in ("alerts", "ocsf_detection_finding")}
@@ -182,7 +191,7 @@ def test_checks_pass_and_catalog_answers_the_reference_queries(simulator, tmp_pa
     assert checks["alerts_key_unique"] and checks["raw_incidents_no_missing_partition"]
     assert checks["raw_incidents_fresh"]
     assert duplicate_alert_keys(pipeline.lake) == 0
-    assert missing_incident_days(pipeline.lake)[1] == []
+    assert missing_days(pipeline.lake, INCIDENT_REPORTS)[1] == []
     con = open_catalog_read_only(pipeline.lake_dir)
     try:
         by_severity = dict(con.execute("select severity, count(*) from alerts group by 1").fetchall())
@@ -193,8 +202,10 @@ def test_checks_pass_and_catalog_answers_the_reference_queries(simulator, tmp_pa
         org_rows = con.execute("select huntress.organization_id, count(*) from parsed_syslog "
                                "where huntress.organization_id is not null group by 1").fetchall()
         assert org_rows
+        # an incident alert's organization is its own; an escalation's is one of those it affects
         assert con.execute("select count(*) from alerts where huntress.organization_id is not distinct from "
-                           "organization_id").fetchone()[0] == sum(by_severity.values())
+                           "organization_id or list_contains(huntress.organization_ids, organization_id)"
+                           ).fetchone()[0] == sum(by_severity.values())
         assert con.execute("select count(*) from assets").fetchone()[0] == len(simulator.world.agents)
         # OCSF: one Detection Finding per alert, one Device Inventory Info per agent
         assert con.execute("select count(*) from ocsf_detection_finding where class_uid = 2004 and "
@@ -229,8 +240,8 @@ def test_cli_partition_range_is_one_walk_and_writes_every_partition(make_simulat
     assert out.returncode == 0, out.stderr[-3000:]
     lake = Lake(tmp_path / "lake")
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-    assert all(lake.incident_day_path(d).exists() for d in days)
-    assert not lake.incident_day_path(last + timedelta(days=1)).exists()
+    assert all(lake.walked(INCIDENT_REPORTS).day_path(d).exists() for d in days)
+    assert not lake.walked(INCIDENT_REPORTS).day_path(last + timedelta(days=1)).exists()
     truth = admin(server, "truth/incidents")["incident_reports"]
     newer_than_first = sum(1 for r in truth if parse_api_time(r["updated_at"]).date() >= first)
     walk = [e for e in admin(server, "requests")["requests"] if e["path"] == "/v1/incident_reports"]
@@ -280,20 +291,20 @@ def test_run_killed_half_way_then_rerun_equals_a_clean_run(make_simulator, tmp_p
 def test_three_concurrent_runs_and_a_reader_never_hit_a_lock_error(make_simulator, tmp_path):
     server = make_simulator({"incidents": 1_200, "agents": 100, "days": 10})
     env = cli_env(server, tmp_path)
-    first = dagster_cli("job", "execute", "-m", "huntress_dagster.definitions", "-j", "huntress_agents_job",
+    first = dagster_cli("job", "execute", "-m", "huntress_dagster.definitions", "-j", "huntress_inventory_job",
                         "--tags", json.dumps({"dagster/partition": str(today())}), env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     reader = open_catalog_read_only(tmp_path / "lake")  # an analyst's session holds the catalog open
     try:
         dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
         commands = [
-            ["job", "execute", "-m", "huntress_dagster.definitions", "-j", INCIDENTS_JOB, "--tags",
+            ["job", "execute", "-m", "huntress_dagster.definitions", "-j", COLLECT_JOB, "--tags",
              json.dumps({"dagster/asset_partition_range_start": str(start_day()),
                          "dagster/asset_partition_range_end": str(today())})],
-            ["job", "execute", "-m", "huntress_dagster.definitions", "-j", INCIDENTS_JOB, "--tags",
+            ["job", "execute", "-m", "huntress_dagster.definitions", "-j", COLLECT_JOB, "--tags",
              json.dumps({"dagster/asset_partition_range_start": str(today() - timedelta(days=1)),
                          "dagster/asset_partition_range_end": str(today())})],
-            ["job", "execute", "-m", "huntress_dagster.definitions", "-j", "huntress_agents_job", "--tags",
+            ["job", "execute", "-m", "huntress_dagster.definitions", "-j", "huntress_inventory_job", "--tags",
              json.dumps({"dagster/partition": str(today())})],
         ]
         procs = [subprocess.Popen([dagster, *c], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
@@ -308,14 +319,14 @@ def test_three_concurrent_runs_and_a_reader_never_hit_a_lock_error(make_simulato
         lock_lines = [line for line in output.splitlines() if "conflicting lock" in line.lower()]
         assert all("not refreshed" in line for line in lock_lines), lock_lines
     pipeline_lake = Lake(tmp_path / "lake")
-    keys = table_rows(pipeline_lake, "SELECT tenantid, huntress_id, organization_id, account_id FROM alerts")
-    assert len(keys) == len(set(keys)) == len(admin(server, "truth/incidents")["incident_reports"])
+    keys = table_rows(pipeline_lake, "SELECT tenantid, msg_class, huntress_id, organization_id, account_id FROM alerts")
+    assert len(keys) == len(set(keys)) == len(truth_alerts(server))
 
 
 def test_schedules_request_the_right_partitions(simulator, tmp_path):
     pipeline = make_pipeline(simulator, tmp_path)
-    incidents = pipeline.defs.get_schedule_def("huntress_incidents_schedule")
-    agents = pipeline.defs.get_schedule_def("huntress_agents_schedule")
+    incidents = pipeline.defs.get_schedule_def("huntress_collect_schedule")
+    agents = pipeline.defs.get_schedule_def("huntress_inventory_schedule")
     assert incidents.cron_schedule == "*/5 * * * *" and agents.cron_schedule == "15 0 * * *"
     tick = datetime.combine(today(), datetime.min.time(), tzinfo=timezone.utc) + timedelta(minutes=5)
     with dg.build_schedule_context(instance=pipeline.instance, scheduled_execution_time=tick,

@@ -1,0 +1,294 @@
+"""alerts: the triage queue of incident reports and escalations (plain Python: no Dagster).
+
+One row per (tenantid, msg_class, huntress_id, organization_id, account_id): the latest version of each
+incident report, and of each escalation once per organization it affects (the reference dedups per
+organization), with OCSF severity and status ids, the portal link and the host context from assets; and
+its OCSF Detection Finding form. Built incrementally from the parsed days that changed (see
+`build_alerts`), written by DuckDB in parts, so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import layout
+from .inventory import write_ocsf
+from .lake import SOURCE_FINGERPRINT, Lake, parquet_copy_options, sql_literal
+from .parsing import ocsf
+from .parsing.fields import alert_uid
+from .streams import ALERT_STREAMS
+
+# The key of an alert, and the version order that picks its row: the latest `updated_at`, then the latest
+# collection. NULL organization/account ids are part of a key, hence IS NOT DISTINCT FROM in the joins.
+VERSION_KEY_COLUMNS = ("tenantid", "cls", "hid", "oid", "aid")  # in the version tables (`versions`, `touched`)
+TABLE_KEY_COLUMNS = ("tenantid", "msg_class", "huntress_id", "organization_id", "account_id")  # the same in alerts
+ALERT_PARTS = layout.ALERT_PARTS
+ALERTS_ROW_GROUP_ROWS = 16_384  # ~40 MB of alerts rows: see parquet_copy_options
+ALERT_CLASSES = tuple(stream.msg_class for stream in ALERT_STREAMS)
+ALERTS_FORMAT_VERSION = "5"  # bump when ALERT_ROWS_SQL changes: the next build is then a full one
+
+
+def _key_match(left: str, right: str, left_columns: tuple[str, ...] = VERSION_KEY_COLUMNS) -> str:
+    """`left` and `right` (a version table) hold the same alert key."""
+    return " AND ".join(f"{left}.{lc} IS NOT DISTINCT FROM {right}.{rc}"
+                        for lc, rc in zip(left_columns, VERSION_KEY_COLUMNS, strict=True))
+
+
+# Every incident version's key and order columns: the cheap columns of parsed_syslog (no body, no
+# entities), which is what makes a build from a handful of changed days cost little on a large lake.
+# Each version once, with the position of the parsed row that holds it (src_file, src_row): a version
+# the lake holds twice (a repeat an API served before repeats were dropped at commit) stays one alert.
+# An object spanning several organizations (an escalation) is one version per organization.
+VERSION_KEYS_SQL = """
+SELECT * FROM (
+    SELECT tenantid, msg_class AS cls, huntress.id AS hid,
+           unnest(CASE WHEN len(list_filter(huntress.organization_ids, lambda o: o IS NOT NULL)) > 0
+                       THEN list_filter(huntress.organization_ids, lambda o: o IS NOT NULL)
+                       ELSE [huntress.organization_id] END) AS oid,
+           huntress.account_id AS aid, huntress.updated_at AS updated_at, collected_at,
+           CAST(day AS VARCHAR) AS day, filename AS src_file, file_row_number AS src_row
+    FROM read_parquet({files}, hive_partitioning = true, union_by_name = true, filename = true,
+                      file_row_number = true))
+QUALIFY row_number() OVER (PARTITION BY tenantid, cls, hid, oid, aid, updated_at
+                           ORDER BY collected_at DESC, src_file, src_row) = 1
+"""
+
+# The latest version of each touched key, with the version count and first collection over all versions.
+LATEST_VERSIONS_SQL = f"""
+SELECT v.tenantid, v.cls, v.hid, v.oid, v.aid, v.updated_at, v.collected_at, v.day, v.src_file, v.src_row,
+       count(*) OVER keyed AS version_count, min(v.collected_at) OVER keyed AS first_collected_at
+FROM versions v SEMI JOIN touched t ON {_key_match("v", "t")}
+WINDOW keyed AS (PARTITION BY v.tenantid, v.cls, v.hid, v.oid, v.aid)
+QUALIFY row_number() OVER (PARTITION BY v.tenantid, v.cls, v.hid, v.oid, v.aid
+                           ORDER BY v.updated_at DESC, v.collected_at DESC) = 1
+"""
+
+# Alert rows of the touched keys: their latest parsed row, read only from the days that hold one.
+ALERT_ROWS_SQL = """
+WITH latest AS (
+    SELECT p.*, l.oid, l.version_count, l.first_collected_at
+    FROM read_parquet({files}, hive_partitioning = true, union_by_name = true, filename = true,
+                      file_row_number = true) p
+    JOIN latest_versions l ON p.filename = l.src_file AND p.file_row_number = l.src_row  -- exactly one row
+)
+SELECT coalesce(latest.alert_uid, huntress_alert_uid(latest.tenantid, latest.huntress.id, latest.oid,
+                                                     latest.huntress.account_id, latest.msg_class)) AS alert_id,
+       latest.tenantid, latest.tenant_name, latest.msg_class, latest.huntress.id AS huntress_id,
+       latest.oid AS organization_id, latest.huntress.account_id AS account_id,
+       latest.huntress.organization_names[list_position(latest.huntress.organization_ids, latest.oid)]
+           AS organization_name,
+       latest.huntress.type AS type, latest.huntress.subtype AS subtype,
+       latest.huntress.agent_id AS agent_id,
+       latest.huntress.severity AS severity, latest.severity_score, latest.severity_id,
+       latest.huntress.status AS status, latest.status_id,
+       latest.huntress.subject AS subject, latest.huntress.summary AS summary,
+       latest.huntress.platform AS platform, latest.huntress.indicator_types AS indicator_types,
+       latest.security_product, latest.portal_url AS incident_report_url, latest.domain,
+       latest.huntress.created_at AS created_at, latest.huntress.sent_at AS sent_at,
+       coalesce(latest.huntress.closed_at, latest.huntress.resolved_at) AS closed_at,
+       latest.huntress.status_updated_at AS status_updated_at, latest.huntress.updated_at AS updated_at,
+       latest.version_count, latest.first_collected_at, latest.collected_at AS last_collected_at,
+       a.hostname, a.os AS host_os, a.ipv4_address AS host_ipv4, a.external_ip AS host_external_ip,
+       a.mac_addresses AS host_mac_addresses, a.domain_name AS host_domain_name,
+       latest.* EXCLUDE (tenantid, tenant_name, msg_class, domain, body, alert_uid, severity_score, severity_id,
+                         status_id, security_product, portal_url, collected_at, version_count, first_collected_at,
+                         filename, file_row_number, oid)
+FROM latest
+LEFT JOIN {assets} a ON a.tenantid = latest.tenantid AND a.agent_id = latest.huntress.agent_id
+"""
+
+NO_ASSETS_SQL = ("(SELECT NULL::VARCHAR AS tenantid, NULL::BIGINT AS agent_id, NULL::VARCHAR AS hostname, "
+                 "NULL::VARCHAR AS os, NULL::VARCHAR AS ipv4_address, NULL::VARCHAR AS external_ip, "
+                 "NULL::VARCHAR[] AS mac_addresses, NULL::VARCHAR AS domain_name WHERE false)")
+
+
+@dataclass
+class AlertsBuild:
+    rows: int
+    mode: str  # "full", "incremental" or "unchanged"
+    changed_days: list[str] = field(default_factory=list)  # parsed days (of any alert class) new or rebuilt
+    alerts_written: int = 0  # alert rows (re)computed by this build
+
+
+def _sql_list(values: list[str]) -> str:
+    return "[" + ", ".join(sql_literal(v) for v in values) + "]"
+
+
+def _file_signature(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _parsed_alert_files(lake: Lake) -> dict[str, Path]:
+    """The parsed files of every alert class, by "<msg_class>/<day>"."""
+    return {f"{msg_class}/{path.parent.name.removeprefix('day=')}": path
+            for msg_class in ALERT_CLASSES for path in lake.root.glob(layout.parsed_glob(msg_class))}
+
+
+def _day_of(source: str) -> str:
+    return source.rsplit("/", 1)[1]
+
+
+def _alerts_sources(lake: Lake, files: dict[str, Path]) -> dict[str, Any]:
+    """What the alerts would be built from now: the format, the assets file's signature (host context), and
+    each parsed file's source fingerprint (which changes whenever its day is re-parsed)."""
+    days = {}
+    for source, path in files.items():
+        fingerprint = lake.file_metadata(path).get(SOURCE_FINGERPRINT)
+        days[source] = fingerprint.decode() if fingerprint else _file_signature(path)
+    assets = lake.root / layout.ASSETS_FILE
+    return {"format": ALERTS_FORMAT_VERSION, "assets": _file_signature(assets) if assets.exists() else "",
+            "days": days}
+
+
+# Host context in alerts, and where it comes from in assets.
+HOST_CONTEXT_COLUMNS = {"hostname": "hostname", "host_os": "os", "host_ipv4": "ipv4_address",
+                        "host_external_ip": "external_ip", "host_mac_addresses": "mac_addresses",
+                        "host_domain_name": "domain_name"}
+
+
+def alerts_part(lake: Lake, bucket: int) -> Path:
+    return lake.root / layout.alerts_part(bucket)
+
+
+def findings_part(lake: Lake, bucket: int) -> Path:
+    return lake.root / layout.findings_part(bucket)
+
+
+def _register_alert_uid(con: duckdb.DuckDBPyConnection) -> None:
+    """`huntress_alert_uid(...)` in SQL: the alert id of one organization of an object spanning several
+    (incident reports carry theirs from parsing; the same function makes both)."""
+    con.create_function("huntress_alert_uid", _alert_uid,
+                        ["VARCHAR", "BIGINT", "BIGINT", "BIGINT", "VARCHAR"], "VARCHAR", null_handling="special")
+
+
+def _alert_uid(tenantid: str | None, huntress_id: int | None, organization_id: int | None,
+               account_id: int | None, msg_class: str | None) -> str:
+    return alert_uid(tenantid, huntress_id, organization_id, account_id, msg_class)
+
+
+def _bucket_of(id_sql: str) -> str:
+    """SQL for the part an alert lives in: a function of its Huntress id alone, so a key never moves."""
+    return f"((coalesce({id_sql}, 0) % {ALERT_PARTS} + {ALERT_PARTS}) % {ALERT_PARTS})"
+
+
+def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
+    """alerts: one row per (tenantid, msg_class, huntress_id, organization_id, account_id), the latest
+    version, with host context from assets; and its OCSF Detection Finding form.
+
+    Both tables are split into ALERT_PARTS files by Huntress id, and built incrementally:
+    `alerts/_built_from.json` records what they were built from (`_alerts_sources`), and a build
+    recomputes only the touched keys: those with a version in a parsed day that changed since, those whose
+    current row came from such a day, and, when assets were rebuilt, those whose host context differs from
+    assets now. Only the parts holding a touched key are rewritten (the touched rows plus the part's other
+    rows copied over), so a sensor run that brings one incident costs a read of the version keys and a
+    copy of one part, whatever the size of the lake. It is a full build when asked, on the first build,
+    after a format change, or when a day disappeared. The record is written after the parts: a crash in
+    between only makes the next build recompute more. Versions are never removed from a day (raw commits
+    merge), so an untouched key's row cannot go stale.
+    """
+    state = lake.root / layout.ALERTS_STATE
+    with lake.lock("alerts"):
+        files = _parsed_alert_files(lake)
+        sources = _alerts_sources(lake, files)
+        if not sources["days"]:
+            return AlertsBuild(rows=0, mode="unchanged")
+        previous = json.loads(state.read_text()) if state.exists() else None
+        incremental = (not full and previous is not None and previous["format"] == sources["format"]
+                       and set(previous["days"]) <= set(sources["days"])
+                       and all(alerts_part(lake, b).exists() for b in range(ALERT_PARTS)))
+        changed = sorted({_day_of(source) for source, fp in sources["days"].items()
+                          if not incremental or previous["days"].get(source) != fp})
+        assets_changed = incremental and previous["assets"] != sources["assets"]
+        if incremental and not changed and not assets_changed:
+            return AlertsBuild(rows=_alert_rows(lake), mode="unchanged")
+        with lake.connect() as con:
+            _register_alert_uid(con)
+            # Streamed writes: no insertion order to keep (DuckDB would buffer rows for it)
+            con.execute("SET preserve_insertion_order = false")
+            views = lake.register_views(con)
+            assets = "assets" if "assets" in views else NO_ASSETS_SQL
+            con.execute("CREATE TEMP TABLE versions AS "
+                        + VERSION_KEYS_SQL.format(files=_sql_list([str(p) for p in files.values()])))
+            touched = f"SELECT DISTINCT {', '.join(VERSION_KEY_COLUMNS)} FROM versions"
+            if incremental:
+                parts = _sql_list([str(alerts_part(lake, b)) for b in range(ALERT_PARTS)])
+                old = f"SELECT {', '.join('o.' + c for c in TABLE_KEY_COLUMNS)} FROM read_parquet({parts}) o"
+                days = ", ".join(map(sql_literal, changed or [""]))
+                touched += f" WHERE day IN ({days})"
+                # keys whose current row came from a changed day (its latest version may have moved on)
+                touched += f" UNION {old} WHERE CAST(CAST(updated_at AS DATE) AS VARCHAR) IN ({days})"
+                if assets_changed:  # keys whose host context is no longer what assets say
+                    differs = " OR ".join(f"o.{mine} IS DISTINCT FROM a.{theirs}"
+                                          for mine, theirs in HOST_CONTEXT_COLUMNS.items())
+                    touched += (f" UNION {old} LEFT JOIN {assets} a ON a.tenantid = o.tenantid "
+                                f"AND a.agent_id = o.agent_id WHERE {differs}")
+            con.execute(f"CREATE TEMP TABLE touched AS {touched}")
+            con.execute(f"CREATE TEMP TABLE latest_versions AS {LATEST_VERSIONS_SQL}")
+            row_files = [src for (src,) in con.execute("SELECT DISTINCT src_file FROM latest_versions").fetchall()]
+            # (no touched key: any file will do, the join with no latest version yields no row)
+            rows_sql = ALERT_ROWS_SQL.format(files=_sql_list(sorted(row_files) or [str(next(iter(files.values())))]),
+                                             assets=assets)
+            # The touched rows, once (a full build's spill to disk past DuckDB's memory limit).
+            con.execute(f"CREATE TEMP TABLE new_alerts AS SELECT *, {_bucket_of('huntress_id')} AS part "
+                        f"FROM ({rows_sql})")
+            written = con.execute("SELECT count(*) FROM new_alerts").fetchall()[0][0]
+            buckets = range(ALERT_PARTS) if not incremental else sorted(
+                b for (b,) in con.execute(f"SELECT DISTINCT {_bucket_of('hid')} FROM touched").fetchall())
+            for bucket in buckets:
+                _write_alerts_part(lake, con, bucket, incremental)
+        with lake.atomic_path(state) as tmp:
+            tmp.write_text(json.dumps(sources, separators=(",", ":")))
+    return AlertsBuild(rows=_alert_rows(lake), mode="incremental" if incremental else "full",
+                       changed_days=changed, alerts_written=written)
+
+
+def _alert_rows(lake: Lake) -> int:
+    return sum(pq.read_metadata(path).num_rows for path in lake.files("alerts"))
+
+
+def _write_alerts_part(lake: Lake, con: Any, bucket: int, incremental: bool, batch_rows: int = 10_000) -> None:
+    """One part of alerts and of its findings: the touched rows of the bucket (`new_alerts`), plus, in an
+    incremental build, the part's other rows carried over from its previous file."""
+    alerts_file, findings_file = alerts_part(lake, bucket), findings_part(lake, bucket)
+    with lake.atomic_path(alerts_file) as tmp:
+        query = f"SELECT * EXCLUDE (part) FROM new_alerts WHERE part = {bucket}"
+        if incremental:
+            query += (f" UNION ALL BY NAME SELECT * FROM read_parquet({sql_literal(str(alerts_file))}) o "
+                      f"ANTI JOIN touched t ON {_key_match('o', 't', TABLE_KEY_COLUMNS)}")
+        con.execute(f"COPY ({query}) TO {sql_literal(str(tmp))} {parquet_copy_options(ALERTS_ROW_GROUP_ROWS)}")
+    carry_over = incremental and findings_file.exists()
+    with lake.lock("ocsf/detection_finding"), lake.atomic_path(findings_file) as tmp:
+        fresh = tmp.with_name(tmp.name + ".new") if carry_over else tmp
+        try:
+            rows = con.sql(f"SELECT {', '.join(OCSF_ALERT_COLUMNS)} FROM new_alerts WHERE part = {bucket}")
+            with rows.to_arrow_reader(batch_rows) as reader:
+                write_ocsf(fresh, reader, ocsf.DETECTION_FINDING_SCHEMA, _detection_findings)
+            if carry_over:  # the findings of the part's other alerts, by finding_info.uid (the alert id)
+                options = parquet_copy_options(ALERTS_ROW_GROUP_ROWS, ocsf_version=ocsf.OCSF_VERSION)
+                con.execute(
+                    f"COPY (SELECT * FROM read_parquet({sql_literal(str(fresh))}) UNION ALL BY NAME "
+                    f"SELECT o.* FROM read_parquet({sql_literal(str(findings_file))}) o "
+                    f"ANTI JOIN (SELECT alert_id FROM new_alerts WHERE part = {bucket}) n "
+                    f"ON o.finding_info.uid = n.alert_id) TO {sql_literal(str(tmp))} {options}")
+        finally:
+            if carry_over:
+                fresh.unlink(missing_ok=True)
+
+
+# alerts names the parsed row's alert_uid / portal_url for what they are
+_ALERTS_RENAMED = {"alert_uid": "alert_id", "portal_url": "incident_report_url"}
+# The alerts columns the OCSF findings need (Python rows of only these: to_pylist is half the cost).
+OCSF_ALERT_COLUMNS = [_ALERTS_RENAMED.get(c, c) for c in ocsf.DETECTION_FINDING_INPUTS]
+
+
+def _detection_findings(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    batch = batch.select(OCSF_ALERT_COLUMNS).rename_columns(list(ocsf.DETECTION_FINDING_INPUTS))
+    return [ocsf.detection_finding(row) for row in batch.to_pylist()]

@@ -1,0 +1,90 @@
+"""Every path of the lake, relative to its root: files, globs, state and working directories (plain Python).
+
+    raw_<stream>/day=YYYY-MM-DD/data.parquet             walked streams: every version, by updated_at day
+    raw_<stream>/day=YYYY-MM-DD/snapshot-<ts>.parquet    snapshot streams: one file per snapshot (history)
+    parsed_syslog/msg_class=<class>/day=YYYY-MM-DD/data.parquet
+    alerts/part-NN.parquet, ocsf/detection_finding/part-NN.parquet   16 parts by Huntress id
+    assets/data.parquet, ocsf/device_inventory_info/data.parquet
+    _quarantine/stream=<stream>/<ts>-<id>.parquet         poison records, verbatim, with the reason
+    _state/, _staging/, _locks/, _tmp/                    working state (never read by the catalog)
+    huntress.duckdb                                       views over all of the above
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from .streams import STREAMS, Stream
+
+CATALOG_FILE = "huntress.duckdb"
+SNAPSHOT_STAMP = "%Y%m%dT%H%M%S%fZ"  # snapshot and quarantine file names: <collected_at>
+ALERT_PARTS = 16  # alerts and findings files, by Huntress id: a run rewrites only the parts it touches
+
+STATE_DIR = "_state"
+STAGING_DIR = "_staging"
+LOCKS_DIR = "_locks"
+SPILL_DIR = "_tmp/duckdb"
+ACCOUNT_STATE = f"{STATE_DIR}/account.json"
+ALERTS_STATE = "alerts/_built_from.json"
+ASSETS_FILE = "assets/data.parquet"
+DEVICE_INVENTORY_FILE = "ocsf/device_inventory_info/data.parquet"
+
+
+def day_dir(stream: Stream, day: date) -> str:
+    return f"{stream.raw_table}/day={day.isoformat()}"
+
+
+def raw_day_file(stream: Stream, day: date) -> str:
+    """A walked stream's partition of one updated_at day."""
+    return f"{day_dir(stream, day)}/data.parquet"
+
+
+def snapshot_file(stream: Stream, collected_at: datetime) -> str:
+    """One snapshot of a snapshot stream, in the day it was taken."""
+    return f"{day_dir(stream, collected_at.date())}/snapshot-{collected_at.strftime(SNAPSHOT_STAMP)}.parquet"
+
+
+def snapshot_time(path: Path) -> datetime:
+    return datetime.strptime(path.stem.removeprefix("snapshot-"), SNAPSHOT_STAMP).replace(tzinfo=timezone.utc)
+
+
+def raw_glob(stream: Stream) -> str:
+    return f"{stream.raw_table}/day=*/" + ("data.parquet" if stream.is_walk else "snapshot-*.parquet")
+
+
+def parsed_file(msg_class: str, day: date) -> str:
+    return f"parsed_syslog/msg_class={msg_class}/day={day.isoformat()}/data.parquet"
+
+
+def parsed_glob(msg_class: str = "*") -> str:
+    return f"parsed_syslog/msg_class={msg_class}/day=*/data.parquet"
+
+
+def alerts_part(bucket: int) -> str:
+    return f"alerts/part-{bucket:02d}.parquet"
+
+
+def findings_part(bucket: int) -> str:
+    return f"ocsf/detection_finding/part-{bucket:02d}.parquet"
+
+
+def quarantine_file(stream_name: str, collected_at: datetime, unique: str) -> str:
+    return f"_quarantine/stream={stream_name}/{collected_at.strftime(SNAPSHOT_STAMP)}-{unique}.parquet"
+
+
+def lock_file(name: str) -> str:
+    return f"{LOCKS_DIR}/{name.replace('/', '__')}.lock"
+
+
+# Table name -> glob of its files (the catalog's views). Hive tables carry their directory keys as columns.
+TABLE_GLOBS: dict[str, str] = {
+    **{stream.raw_table: raw_glob(stream) for stream in STREAMS},
+    "parsed_syslog": parsed_glob(),
+    "alerts": "alerts/part-*.parquet",
+    "assets": ASSETS_FILE,
+    "ocsf_detection_finding": "ocsf/detection_finding/part-*.parquet",
+    "ocsf_device_inventory_info": DEVICE_INVENTORY_FILE,
+    "_quarantine": "_quarantine/stream=*/*.parquet",
+}
+HIVE_TABLES = {*(stream.raw_table for stream in STREAMS), "parsed_syslog"}

@@ -1,0 +1,235 @@
+"""The raw assets, one per stream, generated from its declaration (streams.py). Thin: collection and lake
+I/O live in the plain modules (collect.py, raw_partitions.py)."""
+
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from . import layout
+from .client import HuntressClient
+from .collect import WalkStats, snapshot_stream, walk_stream
+from .lake import Lake, day_start, sql_literal
+from .quarantine import QuarantineWriter
+from .raw_partitions import CommitStats
+from .resources import HuntressLakeResource, HuntressResource
+from .streams import Stream
+
+GROUP = "huntress"
+PROGRESS_EVERY_SECONDS = 10.0
+ACCOUNT_CACHE_MAX_AGE = timedelta(hours=24)
+
+
+class WalkConfig(dg.Config):
+    full_refresh: bool = Field(
+        default=False,
+        description="Walk every day of the selected partitions in full, instead of only what changed since "
+                    "each day's committed watermark")
+
+
+def client_metadata(client: HuntressClient) -> dict[str, Any]:
+    stats = client.stats
+    return {
+        "api_requests": stats.requests,
+        "api_retries": stats.retries,
+        "api_429_responses": stats.throttled_responses,
+        "rate_limit_waits": stats.rate_limit_waits,
+        "rate_limit_wait_seconds": round(stats.rate_limit_wait_seconds, 2),
+    }
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> dg.MetadataValue:
+    """A small preview table for the UI."""
+    if not rows:
+        return dg.MetadataValue.md("_no rows_")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [str(row.get(c, "")).replace("|", "\\|").replace("\n", " ")[:80] for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def log_progress(context: dg.AssetExecutionContext, rows: Iterable[dict], stats: WalkStats,
+                 client: HuntressClient, what: str) -> Iterator[dict]:
+    """Pass rows through, logging progress of long walks every few seconds."""
+    last = time.monotonic()
+    for row in rows:
+        yield row
+        if time.monotonic() - last >= PROGRESS_EVERY_SECONDS:
+            last = time.monotonic()
+            context.log.info(
+                f"{what}: {stats.records_walked} records walked in {stats.pages} pages "
+                f"({stats.records_in_window} kept), at updated_at {stats.oldest_seen}; "
+                f"{client.stats.requests} API requests, {client.stats.rate_limit_wait_seconds:.1f}s waiting for the rate budget")
+
+
+def account_facts(huntress: HuntressResource, lake: Lake, client: HuntressClient | None = None) -> dict[str, Any]:
+    """The account's name and subdomain (for tenant names and portal links), cached in the lake for a day
+    so the parse step costs no API request."""
+    path = lake.root / layout.ACCOUNT_STATE
+    try:
+        cached = json.loads(path.read_text())
+        fresh = datetime.now(timezone.utc) - datetime.fromisoformat(cached["fetched_at"]) < ACCOUNT_CACHE_MAX_AGE
+        if fresh and cached.get("host_url") == huntress.host_url:
+            return cached
+    except (OSError, ValueError, KeyError):
+        pass
+    if client is None:
+        with huntress.get_client() as own_client:
+            account = own_client.account()
+    else:
+        account = client.account()
+    facts = {"id": account.get("id"), "name": account.get("name"), "subdomain": account.get("subdomain"),
+             "host_url": huntress.host_url, "fetched_at": datetime.now(timezone.utc).isoformat()}
+    with lake.atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(facts))
+    return facts
+
+
+def prepare_lake(context: dg.AssetExecutionContext, lake: HuntressLakeResource) -> tuple[Lake, dict[str, int]]:
+    """The lake, checked writable before any API request, with dead runs' leftovers removed."""
+    store = lake.get_lake()
+    store.check_writable()
+    leftovers = store.clean_leftovers()
+    if leftovers["staging_dirs"] or leftovers["tmp_files"]:
+        context.log.warning(f"Removed leftovers of dead runs: {leftovers}")
+    return store, leftovers
+
+
+def walk_failure(stream: Stream, stats: WalkStats, proven: set[date], days: list[date]) -> dg.Failure:
+    """The run's failure after a walk the API broke: what was walked is committed, completeness is not."""
+    unproven = sorted(d.isoformat() for d in set(days) - proven)
+    return dg.Failure(
+        description=f"The {stream.label} walk could not prove it saw everything: " + "; ".join(stats.anomalies)
+                    + f". {stats.records_in_window} versions walked were committed; days left to re-read by the "
+                    f"next run: {', '.join(unproven) or 'none'}.",
+        metadata={"anomalies": "\n".join(stats.anomalies), "days_not_proven": ", ".join(unproven),
+                  "versions_committed": stats.records_in_window, "pages": stats.pages})
+
+
+def quarantine_metadata(quarantine: QuarantineWriter) -> dict[str, Any]:
+    return {"records_quarantined": quarantine.count,
+            "quarantined": "\n".join(quarantine.named) if quarantine.named else "none"}
+
+
+def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, banner: str) -> dg.AssetsDefinition:
+    """raw_<stream> for a walked stream: daily partitions of updated_at, one walk per run."""
+
+    @dg.asset(
+        name=stream.raw_table, group_name=GROUP, partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(), kinds={"python", "parquet"},
+        tags={"huntress/layer": "raw", "huntress/stream": stream.name},
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=stream.fresh_within * 4,
+                                                        warn_window=stream.fresh_within),
+        description=banner + stream.description + f" Verbatim JSON plus key columns, one partition per day of "
+                    f"updated_at (UTC). A run over a range of days makes ONE walk of {stream.path} (updated_at "
+                    "desc, 500 per page) and commits each day atomically; an object updated several times keeps "
+                    "every version. Incremental: walks only back to each day's committed watermark minus an "
+                    "overlap, and a day is marked complete only when the walk proved it.",
+    )
+    def raw_walked(context: dg.AssetExecutionContext, config: WalkConfig, huntress: HuntressResource,
+                   lake: HuntressLakeResource) -> dg.MaterializeResult:
+        store, leftovers = prepare_lake(context, lake)
+        partitions = store.walked(stream)
+        window = context.partition_time_window
+        days = [date.fromisoformat(key) for key in context.partition_keys]
+        overlap = timedelta(seconds=lake.overlap_seconds)
+        # From when each day must be read (None: complete through its end); the walk covers the earliest.
+        needs = {d: day_start(d) if config.full_refresh else partitions.need(d, overlap) for d in days}
+        lower = min(filter(None, needs.values()), default=None)
+        walk_started = datetime.now(timezone.utc)
+        stats = WalkStats()
+        proven = set(days)
+        with huntress.get_client() as client, \
+                QuarantineWriter(store, stream.name, huntress.tenant, walk_started) as quarantine:
+            if lower is None:
+                context.log.info("Every selected day is complete through its end: no walk needed")
+                commit = CommitStats()
+            else:
+                context.log.info(f"Walking {stream.label} updated in [{lower.isoformat()}, {window.end.isoformat()}) "
+                                 f"for {len(days)} day partition(s) ({huntress.describe()})")
+                known = partitions.stored_remediations(days) if stream.completes_remediations else {}
+                rows = walk_stream(client, stream, tenantid=huntress.tenant, lower_bound=lower,
+                                   upper_bound=window.end, organization_ids=huntress.organization_ids,
+                                   known_complete=lambda i, u: known.get((i, u)),
+                                   collected_at=walk_started, stats=stats, on_poison=quarantine)
+                with store.staging() as stage_dir:
+                    staged = partitions.stage(log_progress(context, rows, stats, client, stream.raw_table), stage_dir)
+                    # A day is complete as of this walk only if the walk proved everything it needed.
+                    floor = stats.proven_down_to
+                    proven = {d for d in days if needs[d] is None or (floor is not None and floor <= needs[d]
+                                                                       and d.isoformat() not in stats.poisoned_days)}
+                    commit = partitions.commit(days, staged, walk_started, proven)
+            account_facts(huntress, store, client)
+            api = client_metadata(client)
+        store.refresh_catalog()
+        if stats.anomalies:
+            raise walk_failure(stream, stats, proven, days)
+        context.log.info(f"Committed {len(days)} day(s) of {stream.label}: {stats.records_in_window} versions walked "
+                         f"({commit.new} new, {commit.updated} updated, {commit.unchanged} unchanged) with "
+                         f"{api['api_requests']} API requests")
+        # try(): raw JSON keeps a lone surrogate escape (\ud800) as the API sent it, which DuckDB's JSON
+        # functions reject; parsed_syslog holds such strings replaced.
+        newest = store.preview(f"""
+            SELECT id, updated_at, try(json_extract_string(raw_json, '$.status')) AS status, organization_id
+            FROM {stream.raw_table} WHERE day BETWEEN '{days[0]}' AND '{days[-1]}' ORDER BY updated_at DESC""")
+        return dg.MaterializeResult(metadata={
+            "walk_lower_bound": lower.isoformat() if lower else "none (complete)",
+            "walk_upper_bound": window.end.isoformat(),
+            "records_walked": stats.records_walked, "versions_in_window": stats.records_in_window,
+            "new": commit.new, "updated": commit.updated, "unchanged": commit.unchanged,
+            "rows_in_partitions": commit.rows_written, "pages": stats.pages,
+            "page_boundary_duplicates_skipped": stats.duplicates_skipped,
+            "remediation_lists_completed": stats.remediation_completions, **quarantine_metadata(quarantine),
+            "leftovers_removed_bytes": leftovers["bytes"],
+            "demo_mode": huntress.demo_mode, **api,
+            "preview": markdown_table(newest, ["id", "updated_at", "status", "organization_id"]),
+        })
+
+    return raw_walked
+
+
+def snapshot_raw_asset(stream: Stream, banner: str) -> dg.AssetsDefinition:
+    """raw_<stream> for a snapshot stream: one file per snapshot, history kept."""
+
+    @dg.asset(
+        name=stream.raw_table, group_name=GROUP, kinds={"python", "parquet"},
+        tags={"huntress/layer": "raw", "huntress/stream": stream.name},
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=stream.fresh_within),
+        description=banner + stream.description + f" Verbatim JSON plus key columns. A snapshot costs "
+                    f"ceil({stream.label} / 500) API requests of {stream.path}.",
+    )
+    def raw_snapshot(context: dg.AssetExecutionContext, huntress: HuntressResource,
+                     lake: HuntressLakeResource) -> dg.MaterializeResult:
+        store, leftovers = prepare_lake(context, lake)
+        snapshots = store.snapshots(stream)
+        collected_at = datetime.now(timezone.utc)
+        stats = WalkStats()
+        with huntress.get_client() as client, \
+                QuarantineWriter(store, stream.name, huntress.tenant, collected_at) as quarantine:
+            rows = snapshot_stream(client, stream, tenantid=huntress.tenant,
+                                   organization_ids=huntress.organization_ids, collected_at=collected_at,
+                                   stats=stats, on_poison=quarantine)
+            path, count = snapshots.write(log_progress(context, rows, stats, client, stream.raw_table), collected_at)
+            account_facts(huntress, store, client)
+            api = client_metadata(client)
+        store.refresh_catalog()
+        changes = snapshots.compare(path)
+        context.log.info(f"Snapshot of {count} {stream.label} written to {path.name} with {api['api_requests']} "
+                         f"requests; versus the previous snapshot: {changes}")
+        newest = store.preview(f"""
+            SELECT id, organization_id, updated_at FROM read_parquet({sql_literal(str(path))})
+            ORDER BY updated_at DESC NULLS LAST""")
+        return dg.MaterializeResult(metadata={
+            stream.name: count, **changes, "snapshot": str(path.relative_to(store.root)), "pages": stats.pages,
+            "snapshots_kept": len(snapshots.files()), "demo_mode": huntress.demo_mode, **api,
+            **quarantine_metadata(quarantine), "leftovers_removed_bytes": leftovers["bytes"],
+            "preview": markdown_table(newest, ["id", "organization_id", "updated_at"]),
+        })
+
+    return raw_snapshot
