@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 from .client import HuntressClient
@@ -98,6 +99,52 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_pipeline(args: argparse.Namespace) -> int:
+    """Every stream and everything downstream for a range of days, on the DAGSTER_HOME instance."""
+    import dagster as dg
+
+    from .definitions import build_definitions
+    from .errors import HuntressConfigError
+    from .headless import incremental_window, lake_summary, run_range, run_summary
+    from .lake import Lake
+    from .settings import Settings
+
+    try:
+        settings = Settings.from_env()
+        start, end = incremental_window()
+        start = _date_argument(args.start, "--start") or start
+        end = _date_argument(args.end, "--end") or end
+        first = date.fromisoformat(settings.start_date)
+        if start > end or start < first or end > incremental_window()[1]:
+            raise HuntressConfigError(f"--start/--end must be days from HUNTRESS_START_DATE ({first}) to today, "
+                                      f"start <= end; got {start}...{end}")
+    except HuntressConfigError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 2
+    if not os.environ.get("DAGSTER_HOME"):
+        print("DAGSTER_HOME is not set: the run goes to a temporary instance and will not show in the UI",
+              file=sys.stderr)
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    with instance:
+        print(f"Running every stream and everything downstream for {start}...{end} "
+              f"({'demo mode' if settings.demo else settings.host_url}; lake {settings.lake_dir})", flush=True)
+        result = run_range(build_definitions(settings), instance, start, end)
+    print(run_summary(result))
+    print(lake_summary(Lake(settings.lake_dir)))
+    return 0 if result.success else 1
+
+
+def _date_argument(text: str | None, name: str) -> date | None:
+    from .errors import HuntressConfigError
+
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise HuntressConfigError(f"{name} {text!r} is not a date: expected YYYY-MM-DD") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="huntress-dagster", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -120,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--lake-dir", default=os.environ.get("HUNTRESS_LAKE_DIR", "lake"))
     add_world_arguments(demo)
     demo.set_defaults(func=run_demo)
+
+    run = commands.add_parser("run", help="materialize every stream and everything downstream for a range of days "
+                                          "through Dagster (on DAGSTER_HOME); exits non-zero if a step failed")
+    run.add_argument("--start", help="first day (YYYY-MM-DD); default: yesterday, as the schedules do")
+    run.add_argument("--end", help="last day (YYYY-MM-DD); default: today")
+    run.set_defaults(func=run_pipeline)
 
     args = parser.parse_args(argv)
     return args.func(args)

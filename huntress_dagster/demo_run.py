@@ -1,14 +1,14 @@
-"""`huntress-dagster demo`: real Dagster runs of both jobs against a simulator, then a lake summary."""
+"""`huntress-dagster demo`: one real Dagster run of everything against a private simulator, then a summary."""
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, datetime, timezone
+from datetime import date
 
 import dagster as dg
 
-from .automation import AGENTS_JOB, INCIDENTS_JOB, range_tags
 from .definitions import build_definitions
+from .headless import lake_summary, run_range, run_summary, utc_today
 from .lake import Lake
 from .resources import HuntressLakeResource, HuntressResource
 from .settings import Settings
@@ -20,24 +20,10 @@ def run_demo_pipeline(host_url: str, lake_dir: str) -> str:
     huntress = HuntressResource(host_url=host_url, api_key=DEMO_API_KEY, api_secret=DEMO_API_SECRET,
                                 demo_mode=True, rate_limit_requests=10_000)
     defs = build_definitions(settings, huntress=huntress, lake=HuntressLakeResource(lake_dir=lake_dir))
-    today = datetime.now(timezone.utc).date()
-    instance = dg.DagsterInstance.ephemeral()
-    agents = defs.resolve_job_def(AGENTS_JOB).execute_in_process(partition_key=today.isoformat(), instance=instance)
-    incidents = defs.resolve_job_def(INCIDENTS_JOB).execute_in_process(
-        tags=range_tags(date.fromisoformat(settings.start_date), today), instance=instance)
-    if not (agents.success and incidents.success):
-        raise SystemExit("demo runs failed; see the logs above")
-    return lake_summary(Lake(lake_dir))
-
-
-def lake_summary(lake: Lake) -> str:
-    lines = [f"Lake {lake.root}:"]
-    with lake.connect() as con:
-        tables = lake.register_views(con)
-        for table in tables:
-            lines.append(f"  {table:28s} {con.execute(f'SELECT count(*) FROM {table}').fetchone()[0]:>9,d} rows")
-        if "alerts" in tables:
-            rows = con.execute("SELECT severity, status, count(*) FROM alerts GROUP BY ALL ORDER BY 1, 3 DESC").fetchall()
-            lines.append("  alerts by severity/status: " + ", ".join(f"{s}/{t}={n}" for s, t, n in rows))
-    lines.append(f"Query it: duckdb {lake.catalog_path} -c \"select severity, count(*) from alerts group by 1\"")
-    return "\n".join(lines)
+    result = run_range(defs, dg.DagsterInstance.ephemeral(), date.fromisoformat(settings.start_date), utc_today())
+    if not result.success:
+        raise SystemExit("demo run failed:\n" + run_summary(result))
+    lake = Lake(lake_dir)
+    return (lake_summary(lake) + f"\nQuery it: .venv/bin/python -c \"import duckdb; print(duckdb.connect("
+            f"'{lake.catalog_path}', read_only=True).sql('select msg_class, severity, count(*) from alerts "
+            "group by all'))\"")

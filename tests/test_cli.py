@@ -30,5 +30,35 @@ def test_headless_demo_materializes_everything_and_summarizes(tmp_path):
     assert "alerts" in out.stdout and "assets" in out.stdout and "parsed_syslog" in out.stdout
     summary = {line.split()[0]: line.split()[1] for line in out.stdout.splitlines()
                if line.startswith("  ") and line.split()[-1] == "rows"}
-    assert summary["alerts"] == "150" and summary["assets"] == "40"
+    assert summary["assets"] == "40"
+    by_class = next(line for line in out.stdout.splitlines() if "alerts by class/status" in line)
+    incident_alerts = sum(int(part.split("=")[1]) for part in by_class.split(": ", 1)[1].split(", ")
+                          if part.startswith("incident_report/"))
+    assert incident_alerts == 150 and "escalation/" in by_class
+    assert int(summary["alerts"]) > 150  # escalations join the queue, one alert per organization
     assert (tmp_path / "lake" / "huntress.duckdb").exists()
+
+
+def test_run_command_materializes_every_stream_on_the_instance_and_fails_loudly(simulator, tmp_path):
+    import dagster as dg
+
+    from .dagster_helpers import cli_env, start_day, today
+
+    env = cli_env(simulator, tmp_path)
+    command = [sys.executable, "-m", "huntress_dagster.cli", "run", "--start", str(start_day()), "--end", str(today())]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "SUCCESS" in out.stdout
+    for table in ("raw_incidents", "raw_signals", "raw_escalations", "raw_platform_actions", "raw_agents",
+                  "parsed_syslog", "alerts", "assets"):
+        assert f"materialized {table}" in out.stdout or f"  {table} " in out.stdout, table
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:  # the run shows in the UI
+        runs = instance.get_runs()
+        assert len(runs) == 1 and runs[0].job_name == "huntress_all_job"
+
+    bad = subprocess.run(command[:4] + ["--start", "garbage"], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 2 and "--start 'garbage' is not a date" in bad.stderr
+    env["HUNTRESS_API_SECRET"] = "revoked"
+    failed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert failed.returncode == 1 and "FAILURE" in failed.stdout and "HTTP 401" in failed.stdout
+    assert "revoked" not in failed.stdout + failed.stderr
