@@ -11,7 +11,8 @@
   `normalize_identity_record`, `normalize_external_port_record`, `normalize_organization_record`;
   `details`: a signal's `details` -> entity columns.
 - `body`: size thresholds (`KEEP_MAX_BYTES`, `FULL_MAX_BYTES`) and `parse_body`; `entities`: indicator
-  and entity extraction (`extract_entities`).
+  and entity extraction (`extract_entities`); `exclusions`: the vendor's own infrastructure kept out of
+  the rows' entity columns (`DEFAULT_EXCLUDED_INDICATOR_DOMAINS`, `ParseContext.excluded_indicator_domains`).
 - `fields`: value coercion and derived alert fields (severity/status ids, portal_url, product, and
   `alert_uid(tenantid, huntress_id, organization_id, account_id, msg_class=None)`, which the alerts build
   calls per organization of an escalation).
@@ -22,6 +23,7 @@ from .batch import RECORD_NORMALIZERS, normalize_json, normalize_records, record
 from .body import FULL_MAX_BYTES, KEEP_MAX_BYTES, BodyParse, parse_body
 from .decode import InvalidRecord
 from .entities import ENTITY_COLUMNS, extract_entities
+from .exclusions import DEFAULT_EXCLUDED_INDICATOR_DOMAINS
 from .fields import alert_uid
 from .msg_classes import (
     AGENT_CLASS,
@@ -62,6 +64,7 @@ from .syslog import (
 __all__ = [
     "AGENT_CLASS",
     "ASSET_FIELDS",
+    "DEFAULT_EXCLUDED_INDICATOR_DOMAINS",
     "ENTITY_COLUMNS",
     "ESCALATION_CLASS",
     "EXTERNAL_PORT_CLASS",

@@ -13,7 +13,8 @@ Huntress adds keys without notice, so two passes, merged:
    (a number where a name belongs) are skipped.
 2. `extract_entities` over every string value joined by newlines, so indicators in keys not listed
    (a hash inside a `description`, a domain in a `sample_event`) are caught the way a body's are.
-Each column is a sorted, de-duplicated list, as for bodies (hashes and e-mails lower-cased).
+Each column is a sorted, de-duplicated list, as for bodies (hashes and e-mails lower-cased). A signal row
+keeps them without the vendor's own hosts and mailboxes (see `exclusions`), as an incident row does.
 """
 
 from __future__ import annotations

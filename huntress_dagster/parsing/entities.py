@@ -2,7 +2,9 @@
 
 `extract_entities(text)` returns the entity columns of a parsed_syslog row (see `ENTITY_COLUMNS`), each a
 sorted, de-duplicated list of strings. Defanged forms (hxxp, [.], [dot], [:]//, [://], [:], [@]) are
-refanged and HTML entities decoded, so `evil[.]com` and `evil&#46;com` both give `evil.com`.
+refanged and HTML entities decoded, so `evil[.]com` and `evil&#46;com` both give `evil.com`. It reports
+everything a text names, the vendor's own hosts included; the rows' columns then leave out Huntress's
+portal, API, support site and mailboxes and the configured host URL (see `exclusions`).
 
 Why these tools (measured on 2-20 KB bodies from the simulator's generator, one core, CPU time per body;
 see benchmarks/README.md): this module takes ~0.45 ms.

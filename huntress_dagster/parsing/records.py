@@ -29,6 +29,7 @@ from typing import Any
 
 from .details import detail_entities
 from .entities import ENTITY_COLUMNS
+from .exclusions import without_excluded
 from .fields import (
     DEFAULT_PRODUCT,
     SEVERITY_ID,
@@ -228,7 +229,7 @@ def normalize_signal_record(record: Record, ctx: ParseContext) -> dict[str, Any]
         huntress,
         huntress["updated_at"] or _latest(huntress["investigated_at"], huntress["created_at"]),
     )
-    row.update(detail_entities(details))
+    row.update(without_excluded(detail_entities(details), ctx.indicator_exclusion))
     row["status_id"] = STATUS_ID.get(status, 0)
     row["alert_uid"] = alert_uid(
         ctx.tenantid, huntress["id"], huntress["organization_id"], huntress["account_id"], SIGNAL_CLASS

@@ -21,6 +21,13 @@ import pyarrow.json as pa_json
 from .body import FULL_MAX_BYTES, KEEP_MAX_BYTES, parse_body
 from .decode import load_record
 from .entities import ENTITY_COLUMNS
+from .exclusions import (
+    DEFAULT_EXCLUDED_INDICATOR_DOMAINS,
+    IndicatorExclusion,
+    indicator_exclusion,
+    normalized_domains,
+    without_excluded,
+)
 from .fields import (
     SEVERITY_ID,
     SEVERITY_SCORE,
@@ -96,7 +103,12 @@ class ParseContext:
     (for portal links), the body size thresholds, and the account whose records these are when the
     caller knows it (e.g. a reseller's /accounts/{id}/signals): `account_id` fills `huntress.account_id`
     of signal and external port rows, whose objects carry no account (a record's own account wins;
-    incident and agent rows never use it)."""
+    incident and agent rows never use it).
+
+    `excluded_indicator_domains`: the vendor's domains kept out of the entity columns, with their
+    subdomains (see `exclusions`); the host URL's host is excluded too, without being listed. Given as
+    any iterable of names or a comma-separated string, stored normalized (sorted, lower-case tuple), so
+    the repr (hashed into the parsed-partition fingerprint) is stable and the context stays picklable."""
 
     tenantid: str
     tenant_name: str
@@ -105,6 +117,17 @@ class ParseContext:
     keep_max_bytes: int = KEEP_MAX_BYTES
     full_max_bytes: int = FULL_MAX_BYTES
     account_id: int | None = None
+    excluded_indicator_domains: tuple[str, ...] = DEFAULT_EXCLUDED_INDICATOR_DOMAINS
+
+    def __post_init__(self) -> None:
+        domains = normalized_domains(self.excluded_indicator_domains)
+        if domains != self.excluded_indicator_domains:
+            object.__setattr__(self, "excluded_indicator_domains", domains)
+
+    @property
+    def indicator_exclusion(self) -> IndicatorExclusion:
+        """The compiled exclusion (cached per list and host URL)."""
+        return indicator_exclusion(self.excluded_indicator_domains, self.host_url)
 
 
 def _timestamps(record: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
@@ -205,7 +228,7 @@ def normalize_incident_record(record: Mapping[str, Any], ctx: ParseContext) -> d
     return {
         **_envelope(ctx, INCIDENT_CLASS, _INCIDENT_ORIGIN, huntress),
         "report_header": parsed.header,
-        **(parsed.entities or _NO_ENTITIES),
+        **(without_excluded(parsed.entities, ctx.indicator_exclusion) or _NO_ENTITIES),
         "parse_level": parsed.parse_level,
         "body_size": parsed.body_size,
         "body": parsed.body,

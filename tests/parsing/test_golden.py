@@ -127,5 +127,19 @@ def test_every_kind_of_case_is_covered() -> None:
         "incident_script_body",
         "incident_empty_body",
         "incident_unknown_fields",
+        "incident_vendor_links",
+        "signal_vendor_links",
         "agent_full",
     } <= names
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_no_golden_row_names_the_vendor_as_an_indicator(case: Path) -> None:
+    """The portal, API, support site and mailboxes of Huntress are no indicators (see `exclusions`)."""
+    row = normalize(case)
+    exclusion = CONTEXT.indicator_exclusion
+    assert not any(exclusion.excludes_domain(domain) for domain in row["domains"] or ())
+    assert not any(exclusion.excludes_url(url) for url in row["urls"] or ())
+    assert not any(
+        exclusion.excludes_address(value) for value in (row["emails"] or []) + (row["users"] or [])
+    )
