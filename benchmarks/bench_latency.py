@@ -1,8 +1,9 @@
 """5. Latency: from an incident appearing on the simulator to its row in `alerts`, through the sensor path.
 
 Each trial: POST /_sim/tick (one new incident) -> evaluate the project's sensor with
-`dg.build_sensor_context` (one API request) -> execute the run it requests in process (the incidents job:
-raw_incidents -> parsed_syslog -> alerts) -> the incident is a row of `alerts`. That is the processing
+`dg.build_sensor_context` (one request per alert stream: incident reports and escalations) -> execute the run
+it requests in process (the collect job, with the run request's asset selection: raw_incidents ->
+parsed_syslog -> alerts) -> the incident is a row of `alerts`. That is the processing
 latency. The Dagster daemon evaluates the sensor every `HUNTRESS_SENSOR_INTERVAL_SECONDS` (default 30 s),
 so an incident first waits up to one interval for the next evaluation: the worst case adds the whole
 interval, and the modelled distribution adds a uniform phase in [0, interval) to each trial.
@@ -34,9 +35,16 @@ from benchmarks.common import (
     table,
     verdict,
 )
+from huntress_dagster.automation import COLLECT_JOB
+from huntress_dagster.parsing import INCIDENT_CLASS
 from huntress_dagster.settings import Settings
 
 HISTORY_DAYS = 30
+# One trial's change: one new incident and nothing else (the tick's defaults also move signals,
+# escalations, platform actions, identities and ports), so each trial times one incident's way to alerts.
+ONE_INCIDENT = dict(new_incidents=1, status_changes=0, agent_changes=0, new_signals=0,
+                    signal_status_changes=0, escalations_opened=0, escalations_closed=0,
+                    platform_actions_opened=0, platform_actions_closed=0, identity_changes=0, port_scans=0)
 SENSOR_INTERVAL_S = float(Settings.from_env({}).sensor_interval_seconds)  # the default
 DAEMON_TIMEOUT_S = 300  # one daemon trial: a sensor interval, a run launch and the run, with a wide margin
 
@@ -46,8 +54,8 @@ def _alert_present(lake_dir: Path, incident_id: int) -> bool:
     if not parts:
         return False
     with duckdb.connect() as con:  # runs replace each file by rename: every read sees a whole file
-        return con.execute("SELECT count(*) FROM read_parquet(?) WHERE huntress_id = ?",
-                           [parts, incident_id]).fetchall()[0][0] == 1
+        return con.execute("SELECT count(*) FROM read_parquet(?) WHERE huntress_id = ? AND msg_class = ?",
+                           [parts, incident_id, INCIDENT_CLASS]).fetchall()[0][0] == 1
 
 
 def daemon_trials(sim: SimProcess, pipeline: Any, workdir: Path, trials: int) -> list[float]:
@@ -70,7 +78,7 @@ def daemon_trials(sim: SimProcess, pipeline: Any, workdir: Path, trials: int) ->
     )
     bin_dir = Path(sys.executable).parent
     target = ["-m", "huntress_dagster.definitions"]
-    subprocess.run([str(bin_dir / "dagster"), "sensor", "start", "huntress_incident_sensor", *target],
+    subprocess.run([str(bin_dir / "dagster"), "sensor", "start", "huntress_alert_sensor", *target],
                    env=env, cwd=workdir, check=True, capture_output=True)
     log = (workdir / "daemon.log").open("w")
     daemon = subprocess.Popen([str(bin_dir / "dagster-daemon"), "run", *target], env=env, cwd=workdir,
@@ -81,7 +89,7 @@ def daemon_trials(sim: SimProcess, pipeline: Any, workdir: Path, trials: int) ->
             if trial:
                 time.sleep(random.uniform(0, SENSOR_INTERVAL_S))
             started = time.monotonic()
-            [incident_id] = sim.tick(new_incidents=1, status_changes=0, agent_changes=0)["new_incidents"]
+            [incident_id] = sim.tick(**ONE_INCIDENT)["new_incidents"]
             while not _alert_present(pipeline.lake_dir, int(incident_id)):
                 if time.monotonic() - started > DAEMON_TIMEOUT_S or daemon.poll() is not None:
                     raise AssertionError(f"incident {incident_id} not in alerts after {DAEMON_TIMEOUT_S} s "
@@ -117,16 +125,16 @@ def run(quick: bool) -> dict[str, Any]:
     )
     with scratch("latency") as workdir, SimProcess(world, log_path=workdir / "sim.log") as sim:
         pipeline = make_pipeline(sim.url, workdir, history_days=HISTORY_DAYS)
-        pipeline.run_agents()
-        pipeline.run_incidents()
-        sensor = pipeline.defs.get_sensor_def("huntress_incident_sensor")
+        pipeline.run_inventory()
+        pipeline.run_collect()
+        sensor = pipeline.defs.get_sensor_def("huntress_alert_sensor")
         resources = {"huntress": pipeline.defs.resources["huntress"]}
         with dg.build_sensor_context(instance=pipeline.instance, resources=resources) as context:
             cursor = sensor(context).cursor
         samples = []
         for _ in range(trials):
             started = time.monotonic()
-            [incident_id] = sim.tick(new_incidents=1, status_changes=0, agent_changes=0)["new_incidents"]
+            [incident_id] = sim.tick(**ONE_INCIDENT)["new_incidents"]
             with dg.build_sensor_context(
                 instance=pipeline.instance, resources=resources, cursor=cursor
             ) as context:
@@ -134,11 +142,12 @@ def run(quick: bool) -> dict[str, Any]:
             sensed = time.monotonic()
             cursor = result.cursor or cursor
             for request in result.run_requests or []:
-                pipeline.execute("huntress_incidents_job", tags=request.tags)
+                pipeline.execute(COLLECT_JOB, tags=request.tags, asset_selection=request.asset_selection)
             ran = time.monotonic()
-            found = pipeline.query(f"SELECT count(*) FROM alerts WHERE huntress_id = {int(incident_id)}")[0][
-                0
-            ]
+            found = pipeline.query(
+                f"SELECT count(*) FROM alerts WHERE huntress_id = {int(incident_id)} "
+                f"AND msg_class = '{INCIDENT_CLASS}'"
+            )[0][0]
             done = time.monotonic()
             if found != 1:
                 raise AssertionError(f"incident {incident_id} is not exactly once in alerts ({found})")
@@ -161,7 +170,7 @@ def run(quick: bool) -> dict[str, Any]:
             "max_s": max(s["sensor_s"] for s in samples),
         },
         {
-            "latency": "  of which the incidents job run",
+            "latency": "  of which the collect job run (the selected streams)",
             "median_s": median(s["run_s"] for s in samples),
             "p95_s": percentile([s["run_s"] for s in samples], 95),
             "max_s": max(s["run_s"] for s in samples),

@@ -289,9 +289,15 @@ class SimProcess:
 
 
 def request_kind(entry: dict[str, Any]) -> str:
-    """Group request-log paths: list calls by collection, every per-record call by its shape."""
-    path = entry["path"].removeprefix("/v1")
+    """Group request-log paths: list calls by collection (`incident_reports`, `signals`, `escalations`,
+    `platform_actions`, `agents`, ...), every per-record call by its shape (`remediations`, `<name>/{id}`).
+
+    A reseller's per-account path (`/v1/accounts/{account_id}/<rest>`) counts as `<rest>` would: the same
+    stream's list requests, whichever account they read."""
+    path = entry["path"].split("?", 1)[0].removeprefix("/v1")
     parts = path.strip("/").split("/")
+    if len(parts) >= 3 and parts[0] == "accounts" and parts[1].isdigit():
+        parts = parts[2:]
     if len(parts) == 3 and parts[2] == "remediations":
         return "remediations"
     if len(parts) == 2 and parts[1].isdigit():
@@ -326,19 +332,27 @@ class Pipeline:
     defs: Any
     instance: Any
 
-    def run_incidents(
+    def run_collect(
         self, first: date | None = None, last: date | None = None, *, full_refresh: bool = False
     ) -> Any:
-        from huntress_dagster.automation import INCIDENTS_JOB, range_tags
+        """The collect job (every walked stream's raw asset -> parsed_syslog -> alerts) over a range of
+        days in one run: one walk per stream. `full_refresh` walks every selected day of every stream."""
+        from huntress_dagster.automation import COLLECT_JOB, range_tags
+        from huntress_dagster.streams import WALK_STREAMS
 
         tags = range_tags(first or self.start, last or utc_today())
-        config = {"ops": {"raw_incidents": {"config": {"full_refresh": True}}}} if full_refresh else None
-        return self.execute(INCIDENTS_JOB, tags=tags, run_config=config)
+        config = (
+            {"ops": {s.raw_table: {"config": {"full_refresh": True}} for s in WALK_STREAMS}}
+            if full_refresh
+            else None
+        )
+        return self.execute(COLLECT_JOB, tags=tags, run_config=config)
 
-    def run_agents(self) -> Any:
-        from huntress_dagster.automation import AGENTS_JOB
+    def run_inventory(self) -> Any:
+        """The inventory job (snapshot streams -> parsed_syslog -> assets -> alerts) for today."""
+        from huntress_dagster.automation import INVENTORY_JOB
 
-        return self.execute(AGENTS_JOB, partition_key=utc_today().isoformat())
+        return self.execute(INVENTORY_JOB, partition_key=utc_today().isoformat())
 
     def execute(self, job_name: str, *, run_config: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         kwargs = {k: v for k, v in kwargs.items() if v is not None}

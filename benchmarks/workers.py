@@ -3,7 +3,7 @@
     workers.py sim WORLD_JSON CONFIG_JSON          the simulator, until SIGTERM
     workers.py other-client URL REQUESTS WINDOW SECONDS [STATE_PATH]
                                                    another tool on the same account, spending its own budget
-    workers.py ours URL WORKDIR HISTORY_DAYS       our pipeline end to end (agents + incidents jobs)
+    workers.py ours URL WORKDIR HISTORY_DAYS       our pipeline end to end (inventory + collect jobs)
     workers.py dlt URL WORKDIR                     the peer: a dlt rest_api source into DuckDB
 
 They run in their own processes so that each one's peak RSS and CPU time is its own.
@@ -164,25 +164,26 @@ def step_profile(instance, result, sampler: RssSampler) -> dict[str, dict[str, f
 
 
 def ours(url: str, workdir: str, history_days: str) -> None:
-    """The pipeline end to end, as a user's first materialization: agents job, then the incidents job
-    over the whole history in one run (raw -> parsed_syslog -> assets/alerts)."""
+    """The pipeline end to end, as a user's first materialization: the inventory job (agents), then the
+    collect job over the whole history in one run (every walked stream's raw asset -> parsed_syslog ->
+    alerts; incident reports are the bulk of the data)."""
     quiet_dagster()
     pipeline = make_pipeline(url, Path(workdir), history_days=int(history_days))
     baseline = self_peak_rss_bytes()  # Python + Dagster + the definitions, before any data
     phases = {}
     with RssSampler() as sampler:
         started = time.monotonic()
-        agents = pipeline.run_agents()
-        phases["agents_job_seconds"] = time.monotonic() - started
+        inventory = pipeline.run_inventory()
+        phases["inventory_job_seconds"] = time.monotonic() - started
         mark = time.monotonic()
-        incidents = pipeline.run_incidents()
-        phases["incidents_job_seconds"] = time.monotonic() - mark
+        collect = pipeline.run_collect()
+        phases["collect_job_seconds"] = time.monotonic() - mark
         wall = time.monotonic() - started
     steps = {
-        "agents_job": step_profile(pipeline.instance, agents, sampler),
-        "incidents_job": step_profile(pipeline.instance, incidents, sampler),
+        "inventory_job": step_profile(pipeline.instance, inventory, sampler),
+        "collect_job": step_profile(pipeline.instance, collect, sampler),
     }
-    raw = materialization_metadata(incidents, "raw_incidents")
+    raw = materialization_metadata(collect, "raw_incidents")
     counts = dict(
         pipeline.query(
             "SELECT 'alerts', count(*) FROM alerts UNION ALL "
@@ -199,7 +200,7 @@ def ours(url: str, workdir: str, history_days: str) -> None:
             "records_walked": raw.get("records_walked"),
             "versions": raw.get("versions_in_window"),
             "api_requests": raw.get("api_requests"),
-            "agents": materialization_metadata(agents, "raw_agents").get("agents"),
+            "agents": materialization_metadata(inventory, "raw_agents").get("agents"),
             **counts,
             "steps": steps,
         }
