@@ -32,7 +32,7 @@ TABLE_KEY_COLUMNS = ("tenantid", "msg_class", "huntress_id", "organization_id", 
 ALERT_PARTS = layout.ALERT_PARTS
 ALERTS_ROW_GROUP_ROWS = 16_384  # ~40 MB of alerts rows: see parquet_copy_options
 ALERT_CLASSES = tuple(stream.msg_class for stream in ALERT_STREAMS)
-ALERTS_FORMAT_VERSION = "5"  # bump when ALERT_ROWS_SQL changes: the next build is then a full one
+ALERTS_FORMAT_VERSION = "6"  # bump when ALERT_ROWS_SQL changes: the next build is then a full one
 
 
 def _key_match(left: str, right: str, left_columns: tuple[str, ...] = VERSION_KEY_COLUMNS) -> str:
@@ -82,7 +82,9 @@ SELECT coalesce(latest.alert_uid, huntress_alert_uid(latest.tenantid, latest.hun
                                                      latest.huntress.account_id, latest.msg_class)) AS alert_id,
        latest.tenantid, latest.tenant_name, latest.msg_class, latest.huntress.id AS huntress_id,
        latest.oid AS organization_id, latest.huntress.account_id AS account_id,
-       latest.huntress.organization_names[list_position(latest.huntress.organization_ids, latest.oid)]
+       -- the organizations inventory's name follows renames; the record's own is the fallback
+       coalesce(og.name, latest.huntress.organization_name,
+                latest.huntress.organization_names[list_position(latest.huntress.organization_ids, latest.oid)])
            AS organization_name,
        latest.huntress.type AS type, latest.huntress.subtype AS subtype,
        latest.huntress.agent_id AS agent_id,
@@ -102,8 +104,11 @@ SELECT coalesce(latest.alert_uid, huntress_alert_uid(latest.tenantid, latest.hun
                          filename, file_row_number, oid)
 FROM latest
 LEFT JOIN {assets} a ON a.tenantid = latest.tenantid AND a.agent_id = latest.huntress.agent_id
+LEFT JOIN {organizations} og ON og.tenantid = latest.tenantid AND og.organization_id = latest.oid
 """
 
+NO_ORGANIZATIONS_SQL = ("(SELECT NULL::VARCHAR AS tenantid, NULL::BIGINT AS organization_id, "
+                        "NULL::VARCHAR AS name WHERE false)")
 NO_ASSETS_SQL = ("(SELECT NULL::VARCHAR AS tenantid, NULL::BIGINT AS agent_id, NULL::VARCHAR AS hostname, "
                  "NULL::VARCHAR AS os, NULL::VARCHAR AS ipv4_address, NULL::VARCHAR AS external_ip, "
                  "NULL::VARCHAR[] AS mac_addresses, NULL::VARCHAR AS domain_name WHERE false)")
@@ -144,7 +149,9 @@ def _alerts_sources(lake: Lake, files: dict[str, Path]) -> dict[str, Any]:
         fingerprint = lake.file_metadata(path).get(SOURCE_FINGERPRINT)
         days[source] = fingerprint.decode() if fingerprint else _file_signature(path)
     assets = lake.root / layout.ASSETS_FILE
+    organizations = lake.root / layout.inventory_file("organizations")
     return {"format": ALERTS_FORMAT_VERSION, "assets": _file_signature(assets) if assets.exists() else "",
+            "organizations": _file_signature(organizations) if organizations.exists() else "",
             "days": days}
 
 
@@ -207,7 +214,8 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
         changed = sorted({_day_of(source) for source, fp in sources["days"].items()
                           if not incremental or previous["days"].get(source) != fp})
         assets_changed = incremental and previous["assets"] != sources["assets"]
-        if incremental and not changed and not assets_changed:
+        organizations_changed = incremental and previous.get("organizations") != sources["organizations"]
+        if incremental and not changed and not assets_changed and not organizations_changed:
             return AlertsBuild(rows=_alert_rows(lake), mode="unchanged")
         with lake.connect() as con:
             _register_alert_uid(con)
@@ -215,6 +223,7 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
             con.execute("SET preserve_insertion_order = false")
             views = lake.register_views(con)
             assets = "assets" if "assets" in views else NO_ASSETS_SQL
+            organizations = "organizations" if "organizations" in views else NO_ORGANIZATIONS_SQL
             con.execute("CREATE TEMP TABLE versions AS "
                         + VERSION_KEYS_SQL.format(files=_sql_list([str(p) for p in files.values()])))
             touched = f"SELECT DISTINCT {', '.join(VERSION_KEY_COLUMNS)} FROM versions"
@@ -230,12 +239,16 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
                                           for mine, theirs in HOST_CONTEXT_COLUMNS.items())
                     touched += (f" UNION {old} LEFT JOIN {assets} a ON a.tenantid = o.tenantid "
                                 f"AND a.agent_id = o.agent_id WHERE {differs}")
+                if organizations_changed:  # keys whose organization was renamed
+                    touched += (f" UNION {old} JOIN {organizations} og ON og.tenantid = o.tenantid "
+                                f"AND og.organization_id = o.organization_id WHERE og.name IS DISTINCT FROM "
+                                f"o.organization_name")
             con.execute(f"CREATE TEMP TABLE touched AS {touched}")
             con.execute(f"CREATE TEMP TABLE latest_versions AS {LATEST_VERSIONS_SQL}")
             row_files = [src for (src,) in con.execute("SELECT DISTINCT src_file FROM latest_versions").fetchall()]
             # (no touched key: any file will do, the join with no latest version yields no row)
             rows_sql = ALERT_ROWS_SQL.format(files=_sql_list(sorted(row_files) or [str(next(iter(files.values())))]),
-                                             assets=assets)
+                                             assets=assets, organizations=organizations)
             # The touched rows, once (a full build's spill to disk past DuckDB's memory limit).
             con.execute(f"CREATE TEMP TABLE new_alerts AS SELECT *, {_bucket_of('huntress_id')} AS part "
                         f"FROM ({rows_sql})")

@@ -7,12 +7,12 @@ import dagster as dg
 
 from . import parsing
 from .alerts import build_alerts
-from .inventory import build_asset_inventory
+from .inventory import INVENTORIES, ORGANIZATIONS_INVENTORY, Inventory, build_inventory
 from .lake import Lake
 from .parsed import build_parsed_syslog_days
 from .raw_assets import GROUP, account_facts, markdown_table, snapshot_raw_asset, walked_raw_asset
 from .resources import HuntressLakeResource, HuntressResource
-from .streams import AGENTS, ALERT_STREAMS, INCIDENT_REPORTS, STREAMS
+from .streams import ALERT_STREAMS, INCIDENT_REPORTS, STREAMS
 
 
 def parse_context(huntress: HuntressResource, lake_resource: HuntressLakeResource, lake: Lake) -> parsing.ParseContext:
@@ -20,7 +20,8 @@ def parse_context(huntress: HuntressResource, lake_resource: HuntressLakeResourc
     return parsing.ParseContext(
         tenantid=huntress.tenant, tenant_name=account.get("name") or huntress.tenant, host_url=huntress.host_url,
         account_subdomain=account.get("subdomain"), keep_max_bytes=lake_resource.keep_body_max_bytes,
-        full_max_bytes=lake_resource.full_parse_max_bytes)
+        full_max_bytes=lake_resource.full_parse_max_bytes,
+        excluded_indicator_domains=tuple(lake_resource.excluded_indicator_domains))
 
 
 def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "") -> list[dg.AssetsDefinition]:
@@ -73,29 +74,7 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
         })
 
     @dg.asset(
-        name="assets", group_name=GROUP, deps=[AGENTS.raw_table], kinds={"python", "parquet", "duckdb"},
-        tags={"huntress/layer": "refined"},
-        description=banner + "Asset inventory: one row per agent with its current state (hostname, OS and "
-                    "build, IPs, MACs, Defender / firewall / tamper protection, tags, last callback), first and "
-                    "last seen across snapshots, and staleness.",
-    )
-    def asset_inventory(context: dg.AssetExecutionContext, huntress: HuntressResource,
-                        lake: HuntressLakeResource) -> dg.MaterializeResult:
-        store = lake.get_lake()
-        count = build_asset_inventory(store, parse_context(huntress, lake, store))
-        store.refresh_catalog()
-        rows = store.preview("SELECT hostname, platform, os, ipv4_address, last_callback_at, is_stale FROM assets "
-                              "ORDER BY last_callback_at DESC") if count else []
-        stale = store.preview("SELECT count(*) FILTER (WHERE is_stale) AS n FROM assets", 1)[0]["n"] if count else 0
-        context.log.info(f"assets: {count} agents, {stale} stale")
-        return dg.MaterializeResult(metadata={
-            "agents": count, "stale_agents": stale,
-            "preview": markdown_table(rows, ["hostname", "platform", "os", "ipv4_address", "last_callback_at",
-                                             "is_stale"]),
-        })
-
-    @dg.asset(
-        name="alerts", group_name=GROUP, deps=["parsed_syslog", "assets"], kinds={"python", "parquet", "duckdb"},
+        name="alerts", group_name=GROUP, deps=["parsed_syslog", "assets", ORGANIZATIONS_INVENTORY.table], kinds={"python", "parquet", "duckdb"},
         tags={"huntress/layer": "refined"},
         description=banner + f"Alerts, the triage queue of {alert_classes}: one row per (tenantid, msg_class, "
                     "huntress_id, organization_id, account_id), the latest version of each (an escalation "
@@ -125,4 +104,43 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
                                              "updated_at"]),
         })
 
-    return [*raw, parsed_syslog, asset_inventory, alerts]
+    return [*raw, parsed_syslog, *(inventory_asset(i, banner) for i in INVENTORIES), alerts]
+
+
+# What each inventory's run metadata previews and counts.
+INVENTORY_PREVIEWS = {
+    "assets": ("hostname, platform, os, ipv4_address, last_callback_at, is_stale", "last_callback_at", "is_stale"),
+    "organizations": ("organization_id, name, key, agents_count, incident_reports_count", "name", None),
+    "identities": ("username, organization_name, mfa_enabled, risk_level, mfa_changed_at", "updated_at",
+                   "NOT coalesce(mfa_enabled, false)"),
+    "external_ports": ("ip_address, port, protocol, service, risky_service", "last_scan_at", "risky_service"),
+}
+
+
+def inventory_asset(inventory: Inventory, banner: str) -> dg.AssetsDefinition:
+    """One inventory table from its snapshot stream (and organization names from the organizations one)."""
+    deps = [inventory.stream.raw_table]
+    if inventory is not ORGANIZATIONS_INVENTORY:
+        deps.append(ORGANIZATIONS_INVENTORY.table)
+    columns, order, flag = INVENTORY_PREVIEWS[inventory.table]
+
+    @dg.asset(name=inventory.table, group_name=GROUP, deps=deps, kinds={"python", "parquet", "duckdb"},
+              tags={"huntress/layer": "refined"}, description=banner + inventory.description)
+    def inventory_table(context: dg.AssetExecutionContext, huntress: HuntressResource,
+                        lake: HuntressLakeResource) -> dg.MaterializeResult:
+        store = lake.get_lake()
+        count = build_inventory(store, inventory, parse_context(huntress, lake, store))
+        store.refresh_catalog()
+        table = inventory.table
+        rows = store.preview(f"SELECT {columns} FROM {table} ORDER BY {order} DESC NULLS LAST") if count else []
+        gone = store.preview("SELECT count(*) FILTER (WHERE NOT in_latest_snapshot) AS gone"
+                             + (f", count(*) FILTER (WHERE {flag}) AS flagged" if flag else "")
+                             + f" FROM {table}", 1)[0] if count else {}
+        context.log.info(f"{table}: {count} rows, {gone.get('gone', 0)} gone from the latest snapshot")
+        return dg.MaterializeResult(metadata={
+            "rows": count, "gone_from_latest_snapshot": gone.get("gone", 0),
+            **({f"flagged ({flag})": gone.get("flagged", 0)} if flag else {}),
+            "preview": markdown_table(rows, [c.strip() for c in columns.split(",")]),
+        })
+
+    return inventory_table

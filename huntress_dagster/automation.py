@@ -16,6 +16,7 @@ import dagster as dg
 from .collect import parse_api_time
 from .errors import HuntressError
 from .resources import HuntressResource
+from .inventory import INVENTORIES
 from .streams import ALERT_STREAMS, SNAPSHOT_STREAMS, WALK_STREAMS
 
 COLLECT_JOB = "huntress_collect_job"
@@ -42,10 +43,12 @@ def build_jobs() -> list:
         description="Collect " + ", ".join(s.label for s in WALK_STREAMS) + " for a range of days (one API walk "
                     "per stream), parse them, refresh alerts.")
     inventory = dg.define_asset_job(
-        INVENTORY_JOB, selection=[*(s.raw_table for s in SNAPSHOT_STREAMS), "parsed_syslog", "assets", "alerts"],
+        INVENTORY_JOB, selection=[*(s.raw_table for s in SNAPSHOT_STREAMS), "parsed_syslog",
+                                  *(i.table for i in INVENTORIES), "alerts"],
         executor_def=dg.in_process_executor,
         description="Snapshot " + ", ".join(s.label for s in SNAPSHOT_STREAMS) + ", parse them into today's "
-                    "syslog partition, refresh assets and the host context of alerts.")
+                    "syslog partition, refresh the inventories and the host and organization context of alerts. "
+                    "Each schedule runs it for one stream.")
     everything = dg.define_asset_job(
         ALL_JOB, selection=dg.AssetSelection.all(), executor_def=dg.in_process_executor,
         description="Every stream and everything downstream for a range of days, in one run (what "
@@ -83,14 +86,23 @@ def build_schedules(settings, default_status: dg.DefaultScheduleStatus) -> list[
         today = context.scheduled_execution_time.astimezone(timezone.utc).date()
         return dg.RunRequest(tags=range_tags(today - timedelta(days=1), today))
 
-    @dg.schedule(name="huntress_inventory_schedule", job_name=INVENTORY_JOB, cron_schedule=settings.agents_cron,
-                 execution_timezone="UTC", default_status=default_status,
-                 description="Daily inventory snapshots.")
-    def agents_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        today = context.scheduled_execution_time.astimezone(timezone.utc).date()
-        return dg.RunRequest(partition_key=today.isoformat())
+    return [incidents_schedule, *(inventory_schedule(settings, stream, default_status) for stream in SNAPSHOT_STREAMS)]
 
-    return [incidents_schedule, agents_schedule]
+
+def inventory_schedule(settings, stream, default_status: dg.DefaultScheduleStatus) -> dg.ScheduleDefinition:
+    """The inventory job for one snapshot stream: its snapshot, today's parsed partition, its inventory (and
+    those that take organization names from it), and alerts."""
+    inventories = [i.table for i in INVENTORIES if i.stream is stream or stream.name == "organizations"]
+    selection = [stream.raw_table, "parsed_syslog", *inventories, "alerts"]
+
+    @dg.schedule(name=f"huntress_{stream.name}_schedule", job_name=INVENTORY_JOB,
+                 cron_schedule=settings.cron_for(stream), execution_timezone="UTC", default_status=default_status,
+                 description=f"{stream.label.capitalize()} snapshot (HUNTRESS_{stream.name.upper()}_CRON).")
+    def schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        today = context.scheduled_execution_time.astimezone(timezone.utc).date()
+        return dg.RunRequest(partition_key=today.isoformat(), asset_selection=[dg.AssetKey(a) for a in selection])
+
+    return schedule
 
 
 def newest_change(client, stream) -> dict | None:

@@ -277,7 +277,7 @@ def snapshot_stream(
     stats = stats if stats is not None else WalkStats()
     collected_at = collected_at or datetime.now(timezone.utc)
     seen: set[int] = set()
-    for organization_id in (list(organization_ids) or [None]):
+    for organization_id in (list(organization_ids) if stream.filters_by_organization else []) or [None]:
         # Sorting by id keeps pages stable while objects change (agents call back) mid-snapshot.
         params = {"sort_field": "id", "sort_direction": "asc", "organization_id": organization_id}
         for page in client.iter_pages(stream.path, stream.name, params):

@@ -36,7 +36,7 @@ def run_summary(result: dg.ExecuteInProcessResult) -> str:
         metadata = {k: v.value for k, v in materialization.metadata.items()}
         figures = ", ".join(f"{k}={metadata[k]}" for k in (
             "records_walked", "versions_in_window", "new", "updated", "api_requests", "records_quarantined",
-            "agents", "alerts", "build") if k in metadata)
+            "rows", "alerts", "build") if k in metadata)
         lines.append(f"  materialized {materialization.asset_key.to_user_string():28s} {figures}")
     for event in result.all_events:
         if event.is_step_failure:

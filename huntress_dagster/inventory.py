@@ -1,11 +1,18 @@
-"""Inventories built from snapshot streams (plain Python: no Dagster): `assets`, one row per agent with its
-current state, first/last seen across snapshots and staleness, and its OCSF Device Inventory Info form.
-Streamed in batches, so memory stays flat however many agents the account has.
+"""Inventories built from snapshot streams (plain Python: no Dagster): one row per object of a snapshot stream
+with its current state, first/last seen across snapshots and whether the latest snapshot still has it (an
+object gone from the account stays, marked), plus columns dated from the snapshots' history (when MFA or
+risk last changed). `assets` (agents, with staleness) also gets its OCSF Device Inventory Info form.
+
+An inventory is a declaration (`Inventory`): its stream, its key, and the columns it selects from the
+object's parsed row (`p`, the parsing layer's normalization of the latest snapshot of it) and from its
+history (`s`). Rows are built in batches, so memory stays flat however many objects the account has.
+Organization names come from the organizations inventory, so a rename shows after the next snapshot.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -14,35 +21,72 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import layout, parsing
-from .lake import Lake
-from .parsing import ocsf
+from .lake import Lake, sql_literal
+from .parsing import ocsf, ocsf_inventory
+from .streams import AGENTS, EXTERNAL_PORTS, IDENTITIES, ORGANIZATIONS, Stream
 
 STALE_AFTER_DAYS = 30
+SEEN_COLUMNS = "s.first_seen_at, s.last_seen_at, s.snapshots_seen, s.in_latest_snapshot"
 
 
-ASSETS_SQL = """
-WITH snapshots AS (
-    SELECT tenantid, id, updated_at, collected_at, raw_json FROM raw_agents
-),
-seen AS (
-    SELECT tenantid, id, min(collected_at) AS first_seen_at, max(collected_at) AS last_seen_at,
-           count(DISTINCT collected_at) AS snapshots_seen
-    FROM snapshots GROUP BY ALL
-),
-latest AS (
-    SELECT * FROM snapshots
-    QUALIFY row_number() OVER (PARTITION BY tenantid, id ORDER BY collected_at DESC, updated_at DESC) = 1
-)
-SELECT latest.tenantid, latest.id, latest.raw_json, seen.first_seen_at, seen.last_seen_at, seen.snapshots_seen,
-       seen.last_seen_at = (SELECT max(collected_at) FROM snapshots) AS in_latest_snapshot
-FROM latest JOIN seen USING (tenantid, id)
-ORDER BY latest.tenantid, latest.id
-"""
+@dataclass(frozen=True)
+class Inventory:
+    table: str  # the lake table (and asset) name
+    stream: Stream
+    columns_sql: str  # SELECT list over `p` (parsed latest object), `s` (its history) and `o` (its organization)
+    key_sql: str = "id"  # what one row is, over the raw snapshot row (default: the object's id)
+    changes: dict[str, str] = field(default_factory=dict)  # <column>_changed_at: JSON path whose changes it dates
+    description: str = ""
 
 
-ASSET_COLUMNS_SQL = """
-    SELECT s.tenantid, p.tenant_name, s.id AS agent_id,
-           p.huntress.organization_id AS organization_id, p.huntress.account_id AS account_id,
+ORGANIZATIONS_INVENTORY = Inventory(
+    table="organizations", stream=ORGANIZATIONS,
+    columns_sql=f"""s.tenantid, p.huntress.id AS organization_id, p.huntress.account_id AS account_id,
+        p.huntress.organization_name AS name, p.huntress.key AS key, p.huntress.agents_count AS agents_count,
+        p.huntress.incident_reports_count AS incident_reports_count,
+        p.huntress.logs_sources_count AS logs_sources_count,
+        p.huntress.billable_identity_count AS billable_identity_count,
+        p.huntress.sat_learner_count AS sat_learner_count,
+        p.huntress.identity_provider_tenant_id AS identity_provider_tenant_id,
+        p.huntress.created_at AS created_at, p.huntress.updated_at AS updated_at, {SEEN_COLUMNS}""",
+    description="One row per organization (the customers of an account): name, key, the counts the API gives, "
+                "first/last seen; alerts, assets and the other inventories take their organization_name from it.")
+
+IDENTITIES_INVENTORY = Inventory(
+    table="identities", stream=IDENTITIES,
+    columns_sql=f"""s.tenantid, p.huntress.id AS identity_id, p.huntress.account_id AS account_id,
+        p.huntress.organization_id AS organization_id, coalesce(o.name, p.huntress.organization_name)
+            AS organization_name,
+        p.huntress.username AS username, p.huntress.email AS email, p.huntress.enabled AS enabled,
+        p.huntress.mfa_enabled AS mfa_enabled, p.huntress.risk_level AS risk_level,
+        p.huntress.risk_state AS risk_state, p.huntress.billable AS billable, p.huntress.external AS external,
+        p.huntress.enabled_products AS enabled_products, p.huntress.tenant_id AS tenant_id,
+        p.huntress.tenant_type AS tenant_type, p.huntress.created_at AS created_at,
+        p.huntress.updated_at AS updated_at, {SEEN_COLUMNS}, s.mfa_changed_at, s.risk_changed_at""",
+    changes={"mfa_changed_at": "$.mfa_enabled", "risk_changed_at": "$.risk_level"},
+    description="One row per ITDR identity: its current state (username, email, enabled, MFA, risk, billable, "
+                "tenant), first/last seen, in_latest_snapshot (a gone identity stays, marked), and when MFA "
+                "and risk last changed, derived from the snapshots.")
+
+# one row per exposure: the same ip, port and protocol under a new id is the same exposure
+EXPOSURE_KEY_SQL = ("concat_ws('|', try(json_extract_string(raw_json, '$.ip_address')), "
+                    "try(json_extract_string(raw_json, '$.port')), try(json_extract_string(raw_json, '$.protocol')))")
+EXTERNAL_PORTS_INVENTORY = Inventory(
+    table="external_ports", stream=EXTERNAL_PORTS, key_sql=EXPOSURE_KEY_SQL,
+    columns_sql=f"""s.tenantid, p.huntress.ip_address AS ip_address, p.huntress.port AS port,
+        p.huntress.protocol AS protocol, p.huntress.service AS service, p.huntress.risky_service AS risky_service,
+        p.huntress.id AS port_id, p.huntress.organization_ids AS organization_ids,
+        list_transform(p.huntress.organization_ids, lambda i: o.names[i]) AS organization_names,
+        p.huntress.last_scan_at AS last_scan_at, p.huntress.last_external_scan_at AS last_external_scan_at,
+        {SEEN_COLUMNS}""",
+    description="One row per exposure (ip, port, protocol): service, risky_service, the organizations it "
+                "belongs to, first/last seen, in_latest_snapshot (a closed port stays, marked).")
+
+ASSETS_INVENTORY = Inventory(
+    table="assets", stream=AGENTS,
+    columns_sql=f"""s.tenantid, p.tenant_name, s.id AS agent_id,
+           p.huntress.organization_id AS organization_id, o.name AS organization_name,
+           p.huntress.account_id AS account_id,
            p.huntress.hostname AS hostname, p.huntress.domain_name AS domain_name,
            p.huntress.platform AS platform, p.huntress.os AS os,
            p.huntress.os_build_version AS os_build_version, p.huntress.arch AS arch,
@@ -56,45 +100,96 @@ ASSET_COLUMNS_SQL = """
            p.huntress.tamper_protection_configured AS tamper_protection_configured,
            p.huntress.tamper_protection_actual AS tamper_protection_actual,
            p.huntress.tags AS tags, p.huntress.last_callback_at AS last_callback_at,
-           p.huntress.created_at AS created_at, p.huntress.updated_at AS updated_at,
-           s.first_seen_at, s.last_seen_at, s.snapshots_seen, s.in_latest_snapshot,
-           date_diff('day', p.huntress.last_callback_at, $now::TIMESTAMPTZ)
-               AS days_since_callback,
-           coalesce(date_diff('day', p.huntress.last_callback_at,
-                              $now::TIMESTAMPTZ) > $stale_after_days, true)
+           p.huntress.created_at AS created_at, p.huntress.updated_at AS updated_at, {SEEN_COLUMNS},
+           date_diff('day', p.huntress.last_callback_at, $now::TIMESTAMPTZ) AS days_since_callback,
+           coalesce(date_diff('day', p.huntress.last_callback_at, $now::TIMESTAMPTZ) > {STALE_AFTER_DAYS}, true)
                OR NOT s.in_latest_snapshot AS is_stale,
-           p.huntress AS huntress
-    FROM agents_seen s POSITIONAL JOIN agents_parsed p
+           p.huntress AS huntress""",
+    description="Asset inventory: one row per agent with its current state (hostname, OS and build, IPs, MACs, "
+                "Defender / firewall / tamper protection, tags, last callback), first and last seen across "
+                "snapshots, and staleness.")
 
+# Organizations first: the others take their names from it.
+INVENTORIES: tuple[Inventory, ...] = (ORGANIZATIONS_INVENTORY, ASSETS_INVENTORY, IDENTITIES_INVENTORY,
+                                      EXTERNAL_PORTS_INVENTORY)
+
+
+def _history_sql(inventory: Inventory) -> str:
+    """Each key's latest snapshot row (raw JSON), its first/last seen, and the change columns."""
+    raw = inventory.stream.raw_table
+    values = "".join(f", try(json_extract(raw_json, '{path}'))::VARCHAR AS v_{name}"
+                     for name, path in inventory.changes.items())
+    changes = "".join(f", v_{name}, lag(v_{name}) OVER w AS prev_{name}" for name in inventory.changes)
+    changed = "".join(f", max(collected_at) FILTER (WHERE n > 1 AND v_{name} IS DISTINCT FROM prev_{name}) AS {name}"
+                      for name in inventory.changes)
+    return f"""
+WITH snapshots AS (SELECT tenantid, {inventory.key_sql} AS k, id, updated_at, collected_at, raw_json {values}
+                   FROM {raw}),
+newest AS (SELECT tenantid, max(collected_at) AS newest FROM snapshots GROUP BY ALL),
+history AS (SELECT tenantid, k, collected_at, row_number() OVER w AS n {changes} FROM snapshots
+            WINDOW w AS (PARTITION BY tenantid, k ORDER BY collected_at)),
+seen AS (SELECT tenantid, k, min(collected_at) AS first_seen_at, max(collected_at) AS last_seen_at,
+                count(DISTINCT collected_at) AS snapshots_seen {changed}
+         FROM history GROUP BY ALL),
+latest AS (SELECT * FROM snapshots
+           QUALIFY row_number() OVER (PARTITION BY tenantid, k ORDER BY collected_at DESC, updated_at DESC) = 1)
+SELECT latest.tenantid, latest.id, latest.raw_json, seen.* EXCLUDE (tenantid, k),
+       seen.last_seen_at = newest.newest AS in_latest_snapshot
+FROM latest JOIN seen USING (tenantid, k) JOIN newest USING (tenantid)
+ORDER BY latest.tenantid, latest.k
 """
 
 
-def build_asset_inventory(lake: Lake, ctx: parsing.ParseContext, now: datetime | None = None,
-                          batch_rows: int = 20_000) -> int:
-    """assets: one row per agent, its current state, first/last seen across inventory snapshots.
-    Streamed in batches: memory stays flat however many agents the account has."""
+ORGANIZATION_NAMES_SQL = """(SELECT tenantid, organization_id, name,
+    map_from_entries(list({'k': organization_id, 'v': name}) OVER (PARTITION BY tenantid)) AS names
+    FROM organizations_now)"""
+NO_ORGANIZATIONS_SQL = ("(SELECT NULL::VARCHAR AS tenantid, NULL::BIGINT AS organization_id, NULL::VARCHAR AS name, "
+                        "NULL::MAP(BIGINT, VARCHAR) AS names WHERE false)")
+
+
+def inventory_path(lake: Lake, inventory: Inventory) -> Path:
+    return lake.root / layout.inventory_file(inventory.table)
+
+
+def build_inventory(lake: Lake, inventory: Inventory, ctx: parsing.ParseContext, now: datetime | None = None,
+                    batch_rows: int = 20_000) -> int:
+    """One inventory table, from every snapshot of its stream; returns its rows (0 with no snapshot yet)."""
     now = now or datetime.now(timezone.utc)
-    final = lake.root / layout.ASSETS_FILE
+    final = inventory_path(lake, inventory)
     count = 0
     # Under the table lock from read to rename, so concurrent builds cannot publish an older state last.
-    with lake.lock("assets"), lake.connect() as con:
+    with lake.lock(inventory.table), lake.connect() as con:
         views = lake.register_views(con)
-        if "raw_agents" not in views or not con.execute("SELECT count(*) FROM raw_agents").fetchall()[0][0]:
+        raw = inventory.stream.raw_table
+        if raw not in views or not con.execute(f"SELECT count(*) FROM {raw}").fetchall()[0][0]:
             return 0
+        organizations = inventory_path(lake, ORGANIZATIONS_INVENTORY)
+        with_names = organizations.exists() and inventory is not ORGANIZATIONS_INVENTORY
+        orgs = ORGANIZATION_NAMES_SQL if with_names else NO_ORGANIZATIONS_SQL
+        select = (f"SELECT {inventory.columns_sql} FROM history_batch s POSITIONAL JOIN parsed_batch p "
+                  f"LEFT JOIN {orgs} o ON o.tenantid = s.tenantid AND o.organization_id = p.huntress.organization_id")
+        if inventory is EXTERNAL_PORTS_INVENTORY:  # spans several organizations: names by id, per tenant
+            select = (f"SELECT {inventory.columns_sql} FROM history_batch s POSITIONAL JOIN parsed_batch p "
+                      f"LEFT JOIN (SELECT DISTINCT tenantid, names FROM {orgs}) o ON o.tenantid = s.tenantid")
         with lake.atomic_path(final) as tmp:
             writer = None
-            for batch in con.sql(ASSETS_SQL).to_arrow_reader(batch_rows):
+            for batch in con.sql(_history_sql(inventory)).to_arrow_reader(batch_rows):
                 with con.cursor() as batch_con:  # a second connection: `con` is busy streaming the reader
-                    batch_con.register("agents_parsed",
-                                       parsing.normalize_agents(batch.column("raw_json").to_pylist(), ctx))
-                    batch_con.register("agents_seen", batch.drop_columns(["raw_json"]))
-                    table = batch_con.sql(ASSET_COLUMNS_SQL, params={"now": now, "stale_after_days": STALE_AFTER_DAYS}
-                                          ).to_arrow_table()
+                    parsed = parsing.normalize_records(inventory.stream.msg_class,
+                                                       batch.column("raw_json").to_pylist(), ctx)
+                    batch_con.register("parsed_batch", parsed)
+                    batch_con.register("history_batch", batch.drop_columns(["raw_json"]))
+                    if with_names:
+                        batch_con.execute(f"CREATE OR REPLACE TEMP VIEW organizations_now AS "
+                                          f"SELECT * FROM read_parquet({sql_literal(str(organizations))})")
+                    params = {"now": now} if "$now" in inventory.columns_sql else None
+                    table = batch_con.sql(select, params=params).to_arrow_table()
                 writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
                 writer.write_table(table)
                 count += table.num_rows
             writer.close()
-    write_device_inventory(lake)
+    if inventory.table in OCSF_FORMS:
+        write_ocsf_form(lake, inventory)
     return count
 
 
@@ -111,16 +206,27 @@ def write_ocsf(path: Path, batches: Iterator[pa.RecordBatch], schema: pa.Schema,
     return count
 
 
-def _device_inventory(batch: pa.RecordBatch) -> list[dict[str, Any]]:
-    return [ocsf.device_inventory_info(row) for row in batch.to_pylist()]
+def _events(convert: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[pa.RecordBatch], list[dict]]:
+    return lambda batch: [convert(row) for row in batch.to_pylist()]
 
 
-def write_device_inventory(lake: Lake, batch_rows: int = 10_000) -> int:
-    """OCSF Device Inventory Info events from assets, batch by batch."""
-    source = lake.root / layout.ASSETS_FILE
+# An inventory's OCSF form: its file, Arrow schema and row -> event function. External ports have none: OCSF
+# 1.5.0 has no port attribute on devices or interfaces (1.6.0 adds network_interfaces[].open_ports).
+OCSF_FORMS = {
+    "assets": (layout.DEVICE_INVENTORY_FILE, ocsf.DEVICE_INVENTORY_INFO_SCHEMA, ocsf.device_inventory_info),
+    "identities": (layout.USER_INVENTORY_FILE, ocsf_inventory.USER_INVENTORY_INFO_SCHEMA,
+                   ocsf_inventory.user_inventory_info),
+}
+
+
+def write_ocsf_form(lake: Lake, inventory: Inventory, batch_rows: int = 10_000) -> int:
+    """The OCSF events (Device Inventory Info for agents, User Inventory Info for identities) of an
+    inventory, batch by batch."""
+    source = inventory_path(lake, inventory)
     if not source.exists():
         return 0
-    final = lake.root / layout.DEVICE_INVENTORY_FILE
-    with lake.lock("ocsf/device_inventory_info"), lake.atomic_path(final) as tmp:
+    file, schema, convert = OCSF_FORMS[inventory.table]
+    with lake.lock(file), lake.atomic_path(lake.root / file) as tmp:
         batches = pq.ParquetFile(source).iter_batches(batch_size=batch_rows)
-        return write_ocsf(tmp, batches, ocsf.DEVICE_INVENTORY_INFO_SCHEMA, _device_inventory)
+        return write_ocsf(tmp, batches, schema, _events(convert))
+

@@ -27,8 +27,9 @@ LOCKS_DIR = "_locks"
 SPILL_DIR = "_tmp/duckdb"
 ACCOUNT_STATE = f"{STATE_DIR}/account.json"
 ALERTS_STATE = "alerts/_built_from.json"
-ASSETS_FILE = "assets/data.parquet"
+ASSETS_FILE = "assets/data.parquet"  # the agents' inventory (see inventory_file)
 DEVICE_INVENTORY_FILE = "ocsf/device_inventory_info/data.parquet"
+USER_INVENTORY_FILE = "ocsf/user_inventory_info/data.parquet"
 
 
 def day_dir(stream: Stream, day: date) -> str:
@@ -61,6 +62,11 @@ def parsed_glob(msg_class: str = "*") -> str:
     return f"parsed_syslog/msg_class={msg_class}/day=*/data.parquet"
 
 
+def inventory_file(table: str) -> str:
+    """An inventory table built from a snapshot stream (assets, organizations, identities, external_ports)."""
+    return f"{table}/data.parquet"
+
+
 def alerts_part(bucket: int) -> str:
     return f"alerts/part-{bucket:02d}.parquet"
 
@@ -83,8 +89,12 @@ TABLE_GLOBS: dict[str, str] = {
     "parsed_syslog": parsed_glob(),
     "alerts": "alerts/part-*.parquet",
     "assets": ASSETS_FILE,
+    "organizations": inventory_file("organizations"),
+    "identities": inventory_file("identities"),
+    "external_ports": inventory_file("external_ports"),
     "ocsf_detection_finding": "ocsf/detection_finding/part-*.parquet",
     "ocsf_device_inventory_info": DEVICE_INVENTORY_FILE,
+    "ocsf_user_inventory_info": USER_INVENTORY_FILE,
     "_quarantine": "_quarantine/stream=*/*.parquet",
 }
 HIVE_TABLES = {*(stream.raw_table for stream in STREAMS), "parsed_syslog"}

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from .streams import AGENTS, EXTERNAL_PORTS, IDENTITIES, ORGANIZATIONS, SNAPSHOT_STREAMS, Stream
+from .parsing import DEFAULT_EXCLUDED_INDICATOR_DOMAINS
 from .client import DEFAULT_BASE_URL, DEFAULT_MAX_PAGES, DEFAULT_MAX_RESPONSE_BYTES, validate_base_url
 from .errors import HuntressConfigError
 from .ratelimit import default_state_path
@@ -28,7 +30,7 @@ T = TypeVar("T")
 
 DEFAULT_LAKE_UMASK = 0o077  # lake files 0600, directories 0700: incident data is confidential
 DEFAULT_INCIDENTS_CRON = "*/5 * * * *"
-DEFAULT_AGENTS_CRON = "15 0 * * *"
+DEFAULT_AGENTS_CRON = AGENTS.default_cron
 MIN_SENSOR_INTERVAL_SECONDS = 5
 MAX_TENANT_LENGTH = 128
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]*")
@@ -42,7 +44,8 @@ KNOWN_VARIABLES = frozenset({
     "HUNTRESS_TENANT", "HUNTRESS_LAKE_DIR", "HUNTRESS_RATE_LIMIT", "HUNTRESS_RATE_WINDOW_SECONDS",
     "HUNTRESS_RATE_LIMIT_STATE", "HUNTRESS_START_DATE", "HUNTRESS_INCIDENTS_CRON", "HUNTRESS_AGENTS_CRON",
     "HUNTRESS_SENSOR_INTERVAL_SECONDS", "HUNTRESS_DEMO_TICK_SECONDS", "HUNTRESS_UMASK",
-    "HUNTRESS_MAX_PAGES_PER_WALK", "HUNTRESS_MAX_RESPONSE_BYTES",
+    "HUNTRESS_MAX_PAGES_PER_WALK", "HUNTRESS_MAX_RESPONSE_BYTES", "HUNTRESS_ORGANIZATIONS_CRON",
+    "HUNTRESS_IDENTITIES_CRON", "HUNTRESS_EXTERNAL_PORTS_CRON", "HUNTRESS_EXCLUDED_INDICATOR_DOMAINS",
     "HUNTRESS_DEMO_API_SECRET",
 })
 SECRET_VARIABLES = ("HUNTRESS_API_SECRET", "HUNTRESS_API_KEY", "HUNTRESS_DEMO_API_SECRET")
@@ -190,6 +193,15 @@ def _requests(raw: str) -> int:
     return parse_whole(raw, minimum=1, what="requests")
 
 
+def _domains(raw: str) -> tuple[str, ...]:
+    domains = tuple(part.strip().lower().strip(".") for part in raw.split(",") if part.strip())
+    bad = [d for d in domains if " " in d or "/" in d or "." not in d]
+    if bad:
+        raise _Invalid(f"has entries that are not domain names ({', '.join(bad)}): expected domains separated "
+                       "by commas, e.g. huntress.io,huntress.com")
+    return domains
+
+
 def _pages(raw: str) -> int:
     return parse_whole(raw, minimum=1, what="pages per walk")
 
@@ -257,6 +269,9 @@ class Settings:
     start_date: str = field(default_factory=default_start_date)
     incidents_cron: str = DEFAULT_INCIDENTS_CRON
     agents_cron: str = DEFAULT_AGENTS_CRON
+    organizations_cron: str = ORGANIZATIONS.default_cron  # hourly: names follow renames within the hour
+    identities_cron: str = IDENTITIES.default_cron
+    external_ports_cron: str = EXTERNAL_PORTS.default_cron
     # 30 s: an incident reaches alerts within a minute (p95) for 120 requests/h, 3.3% of the budget
     sensor_interval_seconds: int = 30
     demo_tick_seconds: float = 60.0  # demo mode: the simulator's clock (new incidents, status changes)
@@ -265,6 +280,12 @@ class Settings:
     # Walk guards: a walk stops (and records no completeness) past this many pages; a bigger response is refused
     max_pages_per_walk: int = DEFAULT_MAX_PAGES
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    # the vendor's own infrastructure is not an indicator: these domains (and subdomains) are left out of them
+    excluded_indicator_domains: tuple[str, ...] = DEFAULT_EXCLUDED_INDICATOR_DOMAINS
+
+    def cron_for(self, stream: Stream) -> str:
+        """When the inventory schedule snapshots a snapshot stream (HUNTRESS_<STREAM>_CRON)."""
+        return getattr(self, f"{stream.name}_cron")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, today: date | None = None) -> Settings:
@@ -303,11 +324,16 @@ class Settings:
                             default_start_date(today)),
             incidents_cron=read("HUNTRESS_INCIDENTS_CRON", parse_cron, DEFAULT_INCIDENTS_CRON),
             agents_cron=read("HUNTRESS_AGENTS_CRON", parse_cron, DEFAULT_AGENTS_CRON),
+            organizations_cron=read("HUNTRESS_ORGANIZATIONS_CRON", parse_cron, ORGANIZATIONS.default_cron),
+            identities_cron=read("HUNTRESS_IDENTITIES_CRON", parse_cron, IDENTITIES.default_cron),
+            external_ports_cron=read("HUNTRESS_EXTERNAL_PORTS_CRON", parse_cron, EXTERNAL_PORTS.default_cron),
             sensor_interval_seconds=read("HUNTRESS_SENSOR_INTERVAL_SECONDS", _sensor_interval, 30),
             demo_tick_seconds=read("HUNTRESS_DEMO_TICK_SECONDS", _seconds, 60.0),
             lake_umask=read("HUNTRESS_UMASK", parse_umask, DEFAULT_LAKE_UMASK),
             max_pages_per_walk=read("HUNTRESS_MAX_PAGES_PER_WALK", _pages, DEFAULT_MAX_PAGES),
             max_response_bytes=read("HUNTRESS_MAX_RESPONSE_BYTES", _response_bytes, DEFAULT_MAX_RESPONSE_BYTES),
+            excluded_indicator_domains=read("HUNTRESS_EXCLUDED_INDICATOR_DOMAINS", _domains,
+                                            DEFAULT_EXCLUDED_INDICATOR_DOMAINS),
         )
         if problems:
             raise config_error(problems, env)
@@ -342,7 +368,9 @@ class Settings:
         check("start_date", "HUNTRESS_START_DATE", self.start_date,
               lambda raw: parse_start_date(raw, today=today))
         check("incidents_cron", "HUNTRESS_INCIDENTS_CRON", self.incidents_cron, parse_cron)
-        check("agents_cron", "HUNTRESS_AGENTS_CRON", self.agents_cron, parse_cron)
+        for stream in SNAPSHOT_STREAMS:
+            name = f"{stream.name}_cron"
+            check(name, f"HUNTRESS_{name.upper()}", getattr(self, name), parse_cron)
         check("sensor_interval_seconds", "HUNTRESS_SENSOR_INTERVAL_SECONDS", self.sensor_interval_seconds,
               _sensor_interval)
         check("demo_tick_seconds", "HUNTRESS_DEMO_TICK_SECONDS", self.demo_tick_seconds, _seconds)

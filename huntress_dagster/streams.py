@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
 
-from .parsing import AGENT_CLASS, ESCALATION_CLASS, INCIDENT_CLASS, PLATFORM_ACTION_CLASS, SIGNAL_CLASS
+from .parsing import (AGENT_CLASS, ESCALATION_CLASS, EXTERNAL_PORT_CLASS, IDENTITY_CLASS, INCIDENT_CLASS,
+                      ORGANIZATION_CLASS, PLATFORM_ACTION_CLASS, SIGNAL_CLASS)
 
 
 class Strategy(str, Enum):
@@ -41,6 +42,8 @@ class Stream:
     in_alerts: bool = False  # its latest versions are rows of `alerts`
     completes_remediations: bool = False  # incident reports embed 10 remediations; the walk fetches the rest
     fresh_within: timedelta = timedelta(minutes=30)  # the freshness check's window
+    filters_by_organization: bool = True  # the list takes organization_id (HUNTRESS_ORGANIZATION_ID)
+    default_cron: str = ""  # snapshot streams: when the inventory schedule takes one (HUNTRESS_<NAME>_CRON)
     description: str = ""
 
     @property
@@ -73,10 +76,27 @@ PLATFORM_ACTIONS = Stream(
                 "integration down).")
 AGENTS = Stream(
     name="agents", raw_table="raw_agents", label="agents", msg_class=AGENT_CLASS, strategy=Strategy.SNAPSHOT,
-    reseller_path=True, fresh_within=timedelta(hours=26),
+    reseller_path=True, fresh_within=timedelta(hours=26), default_cron="15 0 * * *",
     description="Huntress agent inventory snapshots; every snapshot is kept (history).")
+ORGANIZATIONS = Stream(
+    name="organizations", raw_table="raw_organizations", label="organizations", msg_class=ORGANIZATION_CLASS,
+    strategy=Strategy.SNAPSHOT, reseller_path=True, fresh_within=timedelta(hours=2), default_cron="5 * * * *",
+    filters_by_organization=False,
+    description="Huntress organizations (the customers of an account): names, keys and counts; every snapshot "
+                "is kept, so a rename shows everywhere after the next snapshot.")
+IDENTITIES = Stream(
+    name="identities", raw_table="raw_identities", label="identities", msg_class=IDENTITY_CLASS,
+    strategy=Strategy.SNAPSHOT, reseller_path=False, fresh_within=timedelta(hours=26), default_cron="20 0 * * *",
+    description="Huntress ITDR identities (Microsoft 365 / Google Workspace users): MFA, risk, enabled; every "
+                "snapshot is kept, so MFA and risk changes are dated.")
+EXTERNAL_PORTS = Stream(
+    name="external_ports", raw_table="raw_external_ports", label="external ports", msg_class=EXTERNAL_PORT_CLASS,
+    strategy=Strategy.SNAPSHOT, reseller_path=True, fresh_within=timedelta(hours=26), default_cron="25 0 * * *",
+    description="Huntress external ports: what each organization exposes to the internet (ip, port, protocol, "
+                "service, risky service); every snapshot is kept, so a closed port stays, marked.")
 
-STREAMS: tuple[Stream, ...] = (INCIDENT_REPORTS, SIGNALS, ESCALATIONS, PLATFORM_ACTIONS, AGENTS)
+STREAMS: tuple[Stream, ...] = (INCIDENT_REPORTS, SIGNALS, ESCALATIONS, PLATFORM_ACTIONS, AGENTS, ORGANIZATIONS,
+                               IDENTITIES, EXTERNAL_PORTS)
 WALK_STREAMS = tuple(s for s in STREAMS if s.is_walk)
 SNAPSHOT_STREAMS = tuple(s for s in STREAMS if not s.is_walk)
 ALERT_STREAMS = tuple(s for s in STREAMS if s.in_alerts)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dagster.components.testing import create_defs_folder_sandbox
 
+from huntress_dagster.inventory import INVENTORIES
 from huntress_dagster.streams import STREAMS
 from huntress_dagster.components import HuntressConnectorComponent
 
@@ -34,7 +35,7 @@ def test_component_builds_the_connector_from_yaml_attributes(monkeypatch, tmp_pa
         with sandbox.load_component_and_build_defs(defs_path=path) as (component, defs):
             assert isinstance(component, HuntressConnectorComponent)
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {*(s.raw_table for s in STREAMS), "parsed_syslog", "alerts", "assets"}
+    assert keys == {*(s.raw_table for s in STREAMS), "parsed_syslog", "alerts", *(i.table for i in INVENTORIES)}
     huntress = defs.resources["huntress"]
     assert huntress.tenant == "acme" and huntress.organization_ids == [501, 502]
     assert huntress.rate_limit_requests == 30 and not huntress.demo_mode

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
+from huntress_dagster.inventory import INVENTORIES
 from huntress_dagster.streams import STREAMS
 from huntress_dagster.demo import read_state, stop_demo_simulator
 
@@ -94,7 +95,7 @@ def test_dagster_dev_in_demo_mode_shows_every_asset_and_materializes_everything(
     location = entries[0]["locationOrLoadError"]
     assert location["__typename"] == "RepositoryLocation", location
     nodes = {"/".join(n["assetKey"]["path"]): n for n in location["repositories"][0]["assetNodes"]}
-    assert set(nodes) == {*(s.raw_table for s in STREAMS), "parsed_syslog", "alerts", "assets"}
+    assert set(nodes) == {*(s.raw_table for s in STREAMS), "parsed_syslog", "alerts", *(i.table for i in INVENTORIES)}
     assert all("DEMO MODE" in n["description"] for n in nodes.values())  # said loudly in the UI
 
     state = read_state(Path(env["DAGSTER_HOME"]) / ".huntress_demo")

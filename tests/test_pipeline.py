@@ -121,7 +121,8 @@ def test_incremental_alerts_equal_a_full_rebuild(simulator, tmp_path):
     assert {t: table_snapshot(pipeline.lake_dir, t) for t in incremental} == incremental
 
     # A new assets build: only the alerts whose host columns no longer match assets are recomputed.
-    admin(simulator, "tick", {"new_incidents": 0, "status_changes": 0, "agent_changes": 12})
+    admin(simulator, "tick", {"new_incidents": 0, "status_changes": 0, "agent_changes": 12, "escalations_opened": 0,
+                              "escalations_closed": 0})
     assert pipeline.run_agents().success
     assert alerts_build_mode(pipeline) == "incremental"
     assert lake_alerts(pipeline) == truth_alerts(simulator)
@@ -326,7 +327,7 @@ def test_three_concurrent_runs_and_a_reader_never_hit_a_lock_error(make_simulato
 def test_schedules_request_the_right_partitions(simulator, tmp_path):
     pipeline = make_pipeline(simulator, tmp_path)
     incidents = pipeline.defs.get_schedule_def("huntress_collect_schedule")
-    agents = pipeline.defs.get_schedule_def("huntress_inventory_schedule")
+    agents = pipeline.defs.get_schedule_def("huntress_agents_schedule")
     assert incidents.cron_schedule == "*/5 * * * *" and agents.cron_schedule == "15 0 * * *"
     tick = datetime.combine(today(), datetime.min.time(), tzinfo=timezone.utc) + timedelta(minutes=5)
     with dg.build_schedule_context(instance=pipeline.instance, scheduled_execution_time=tick,
@@ -336,3 +337,8 @@ def test_schedules_request_the_right_partitions(simulator, tmp_path):
         assert request.tags["dagster/asset_partition_range_end"] == str(today())
         [request] = agents.evaluate_tick(ctx).run_requests
         assert request.partition_key == str(today())
+        organizations = pipeline.defs.get_schedule_def("huntress_organizations_schedule")
+        assert organizations.cron_schedule == "5 * * * *"  # hourly: renames show within the hour
+        [request] = organizations.evaluate_tick(ctx).run_requests
+        assert {k.to_user_string() for k in request.asset_selection} >= {
+            "raw_organizations", "organizations", "assets", "identities", "external_ports", "alerts"}

@@ -8,6 +8,7 @@ TICK_COUNTS = {
     "new_incidents", "status_changes", "agent_changes", "new_agents", "new_signals", "signal_status_changes",
     "escalations_opened", "escalations_closed", "platform_actions_opened", "platform_actions_closed",
     "identity_changes", "new_identities", "port_scans", "ports_opened", "ports_closed", "organization_renames",
+    "identities_removed",
 }
 
 

@@ -175,10 +175,17 @@ class InventoryMixin:
         self._ports_by_updated.add((port.updated_at, port.id))
 
     def _tick_inventory(self, now: int, identity_changes: int, new_identities: int, port_scans: int,
-                        ports_opened: int, ports_closed: int, organization_renames: int) -> dict[str, list[int]]:
+                        ports_opened: int, ports_closed: int, organization_renames: int,
+                        identities_removed: int = 0) -> dict[str, list[int]]:
         changed: dict[str, list[int]] = {"identity_changes": [], "new_identities": [], "port_scans": [],
-                                         "ports_opened": [], "ports_closed": [], "organization_renames": []}
+                                         "ports_opened": [], "ports_closed": [], "organization_renames": [],
+                                         "identities_removed": []}
         rng = self._identity_rng
+        for identity_id in rng.sample(sorted(self.identities), min(identities_removed, len(self.identities))):
+            identity = self.identities.pop(identity_id)  # deleted at the identity provider
+            self._identities_by_updated.remove((identity.updated_at, identity.id))
+            self._identities_by_org[identity.organization_id].remove(identity_id)
+            changed["identities_removed"].append(identity_id)
         for identity_id in rng.sample(list(self.identities), min(identity_changes, len(self.identities))):
             identity = self.identities[identity_id]
             self._identities_by_updated.remove((identity.updated_at, identity.id))

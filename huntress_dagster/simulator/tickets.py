@@ -150,7 +150,8 @@ class TicketsMixin:
             ticket.status, ticket.resolved_at = "resolved", max(now, ticket.updated_at)
             book.move(ticket, now)
             changed[f"{name}_closed"].append(ticket.id)
-        for ticket in unresolved[closed:closed + 1]:  # and one waiting ticket is sent on to the partner
+        # and one waiting ticket is sent on to the partner (when the tick moves this book at all)
+        for ticket in unresolved[closed:closed + 1] if opened or closed else []:
             if ticket.status == "open" and rng.random() < 0.5:
                 ticket.status = "sent"
                 book.move(ticket, now)

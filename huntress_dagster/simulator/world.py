@@ -194,7 +194,7 @@ class World(SignalsMixin, TicketsMixin, InventoryMixin, AccountsMixin):
              escalations_opened: int = 1, escalations_closed: int = 1, platform_actions_opened: int = 1,
              platform_actions_closed: int = 1, identity_changes: int = 1, new_identities: int = 0,
              port_scans: int = 2, ports_opened: int = 0, ports_closed: int = 0, organization_renames: int = 0,
-             accounts: bool = True) -> dict[str, Any]:
+             identities_removed: int = 0, accounts: bool = True) -> dict[str, Any]:
         """Move the world: new incidents appear, open ones change status, agents call back; new signals
         arrive and old ones change status; escalations and platform actions open and resolve; identities
         and external ports change; customer accounts (if any) move with the same counts."""
@@ -238,7 +238,7 @@ class World(SignalsMixin, TicketsMixin, InventoryMixin, AccountsMixin):
             changed.update(self._tick_tickets("platform_actions", now, platform_actions_opened,
                                               platform_actions_closed))
             changed.update(self._tick_inventory(now, identity_changes, new_identities, port_scans, ports_opened,
-                                                ports_closed, organization_renames))
+                                                ports_closed, organization_renames, identities_removed))
             if accounts and self.accounts:
                 counts = {k: v for k, v in locals().items() if k in TICK_COUNTS}
                 changed["accounts"] = self._tick_accounts(now, counts)
