@@ -52,7 +52,8 @@ def build_definitions(settings: Settings, huntress: HuntressResource | None = No
                 rate_limit_window_seconds=settings.rate_window_seconds,
                 rate_limit_state_path=settings.rate_limit_state, max_pages_per_walk=settings.max_pages_per_walk,
                 max_response_bytes=settings.max_response_bytes)
-    lake = lake or HuntressLakeResource(lake_dir=settings.lake_dir, umask=settings.lake_umask)
+    lake = lake or HuntressLakeResource(lake_dir=settings.lake_dir, umask=settings.lake_umask,
+                                        excluded_indicator_domains=list(settings.excluded_indicator_domains))
     partitions = dg.DailyPartitionsDefinition(start_date=settings.start_date, timezone="UTC", end_offset=1)
     automation_on = settings.demo  # real accounts: the user switches schedules and the sensor on
     schedule_status = dg.DefaultScheduleStatus.RUNNING if automation_on else dg.DefaultScheduleStatus.STOPPED

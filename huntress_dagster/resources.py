@@ -10,6 +10,7 @@ from pydantic import Field
 
 from .client import DEFAULT_BASE_URL, DEFAULT_MAX_PAGES, DEFAULT_MAX_RESPONSE_BYTES, HuntressClient
 from .lake import DEFAULT_UMASK, Lake
+from .parsing import DEFAULT_EXCLUDED_INDICATOR_DOMAINS
 from .ratelimit import RateLimiter, bucket_name_for
 from .settings import default_rate_limit_state
 
@@ -64,6 +65,9 @@ class HuntressLakeResource(dg.ConfigurableResource):
     overlap_seconds: int = Field(default=300, description="Incremental walks re-read this much before the "
                                  "committed watermark (absorbs clock skew)")
     duckdb_memory_limit: str = "1GB"
+    excluded_indicator_domains: list[str] = Field(
+        default=list(DEFAULT_EXCLUDED_INDICATOR_DOMAINS), description="Domains (and their subdomains) never "
+        "taken as indicators: the vendor's own infrastructure (HUNTRESS_EXCLUDED_INDICATOR_DOMAINS)")
     umask: int = Field(default=DEFAULT_UMASK, description="umask of lake files and directories (HUNTRESS_UMASK): "
                        "0o077 owner only, 0o027 for a group that may read")
     parse_workers: int = Field(default=0, description="Processes parsing days of a backfill in parallel; "

@@ -190,3 +190,10 @@ def test_validate_checks_values_set_in_code(base):
     assert problems[0].startswith("tenant (HUNTRESS_TENANT)=''")
     assert problems[1].startswith("rate_limit (HUNTRESS_RATE_LIMIT)='0' is too small")
     assert problems[2].startswith("agents_cron (HUNTRESS_AGENTS_CRON)='nope'")
+
+
+def test_excluded_indicator_domains_are_a_list_of_domains():
+    settings = Settings.from_env({"HUNTRESS_EXCLUDED_INDICATOR_DOMAINS": " Huntress.io, example.org. "})
+    assert settings.excluded_indicator_domains == ("huntress.io", "example.org")
+    with pytest.raises(HuntressConfigError, match="HUNTRESS_EXCLUDED_INDICATOR_DOMAINS='not a domain'"):
+        Settings.from_env({"HUNTRESS_EXCLUDED_INDICATOR_DOMAINS": "not a domain"})
