@@ -29,11 +29,12 @@ SURROGATE_FIELD = {"signals": "name"}  # a string field the stream's records hav
 
 
 class HostileProxy:
-    def __init__(self, upstream_url: str, *, page_limit: int = 50, collection: str = "incident_reports"):
+    def __init__(self, upstream_url: str, *, page_limit: int = 10, collection: str = "incident_reports"):
         self.upstream = upstream_url.rstrip("/")  # .../v1
         self.page_limit = page_limit  # forces several pages on a small world (a server may serve fewer)
         self.collection = collection
         self.fault: str | None = None
+        self.held_back: dict | None = None  # "out_of_order": a record moved to a later page
         self.requests: list[str] = []  # paths+queries of /v1 requests served
         self._http = httpx.Client(timeout=30)
         self._lock = threading.Lock()
@@ -81,8 +82,12 @@ class HostileProxy:
                     else:
                         items[position][field] = value
             items[5][SURROGATE_FIELD.get(self.collection, "subject")] = "lone surrogate \ud800 in a string"
-        elif self.fault == "out_of_order" and first_page and len(items) >= 10:
-            items[1], items[-1] = items[-1], items[1]  # far apart: different stamps
+        elif self.fault == "out_of_order" and len(items) >= 2:
+            if first_page:  # the newest record is held back...
+                self.held_back = items.pop(0)
+            elif self.held_back is not None and str(items[-1].get("updated_at")) < self.held_back["updated_at"]:
+                items.append(self.held_back)  # ...and served after strictly older ones, on a later page
+                self.held_back = None
         return payload
 
 
