@@ -172,13 +172,8 @@ def findings_part(lake: Lake, bucket: int) -> Path:
 def _register_alert_uid(con: duckdb.DuckDBPyConnection) -> None:
     """`huntress_alert_uid(...)` in SQL: the alert id of one organization of an object spanning several
     (incident reports carry theirs from parsing; the same function makes both)."""
-    con.create_function("huntress_alert_uid", _alert_uid,
+    con.create_function("huntress_alert_uid", alert_uid,
                         ["VARCHAR", "BIGINT", "BIGINT", "BIGINT", "VARCHAR"], "VARCHAR", null_handling="special")
-
-
-def _alert_uid(tenantid: str | None, huntress_id: int | None, organization_id: int | None,
-               account_id: int | None, msg_class: str | None) -> str:
-    return alert_uid(tenantid, huntress_id, organization_id, account_id, msg_class)
 
 
 def _bucket_of(id_sql: str) -> str:
