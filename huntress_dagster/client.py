@@ -342,9 +342,11 @@ class HuntressClient:
     def incident_report(self, incident_report_id: int) -> dict[str, Any]:
         return self.get_one(f"/incident_reports/{int(incident_report_id)}", "incident_report")
 
-    def remediations(self, incident_report_id: int, **filters: Any) -> Iterator[dict]:
-        """All remediations of an incident report (the report itself embeds only the first 10)."""
-        return self.iter_items(f"/incident_reports/{int(incident_report_id)}/remediations", "remediations", filters)
+    def remediations(self, incident_report_id: int, *, path_prefix: str = "", **filters: Any) -> Iterator[dict]:
+        """All remediations of an incident report (the report itself embeds only the first 10); `path_prefix`
+        ("/accounts/<id>") for a reseller's customer account."""
+        path = f"{path_prefix}/incident_reports/{int(incident_report_id)}/remediations"
+        return self.iter_items(path, "remediations", filters)
 
 
 def _error_text(response: httpx.Response, content: bytes) -> str:

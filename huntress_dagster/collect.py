@@ -153,6 +153,7 @@ def walk_stream(
     collected_at: datetime | None = None,
     stats: WalkStats | None = None,
     on_poison: PoisonHandler = _log_poison,
+    path_prefix: str = "",
 ) -> Iterator[dict[str, Any]]:
     """Yield raw rows of a walked stream's objects with lower_bound <= updated_at < upper_bound.
 
@@ -160,12 +161,14 @@ def walk_stream(
     remediation lists beyond the embedded first 10 are completed with extra requests, except for
     versions for which `known_complete(id, updated_at)` returns the already collected list.
     `stats.proven_down_to` says how far down the walks proved completeness (see the module doc).
+    `path_prefix` ("/accounts/<id>") walks a reseller's customer account.
     """
     stats = stats if stats is not None else WalkStats()
     collected_at = collected_at or datetime.now(timezone.utc)
     for number, organization_id in enumerate(list(organization_ids) or [None]):
-        walk = _UpdatedAtWalk(stream.path, lower_bound, upper_bound, stats)
-        pages = client.iter_pages(stream.path, stream.name, {"sort_field": "updated_at", "sort_direction": "desc",
+        path = path_prefix + stream.path
+        walk = _UpdatedAtWalk(path, lower_bound, upper_bound, stats)
+        pages = client.iter_pages(path, stream.name, {"sort_field": "updated_at", "sort_direction": "desc",
                                                              "organization_id": organization_id})
         try:
             for page in pages:
@@ -177,7 +180,7 @@ def walk_stream(
                         stats.quarantined += 1
                         if poison.updated_at is not None:
                             stats.poisoned_days.add(poison.updated_at.date().isoformat())
-                        on_poison(obj, str(poison), stream.path)
+                        on_poison(obj, str(poison), path)
                         continue
                     if key is None:
                         continue
@@ -188,7 +191,7 @@ def walk_stream(
                         row["remediations_json"] = known_complete and known_complete(*key)
                         if not row["remediations_json"]:
                             row["remediations_json"] = to_json_text(
-                                {"remediations": list(client.remediations(key[0]))})
+                                {"remediations": list(client.remediations(key[0], path_prefix=path_prefix))})
                             stats.remediation_completions += 1
                     stats.records_in_window += 1
                     day = key[1].date().isoformat()
@@ -269,6 +272,7 @@ def snapshot_stream(
     collected_at: datetime | None = None,
     stats: WalkStats | None = None,
     on_poison: PoisonHandler = _log_poison,
+    path_prefix: str = "",
 ) -> Iterator[dict[str, Any]]:
     """Yield raw rows of every object of a snapshot stream (ceil(objects / 500) requests).
 
@@ -280,7 +284,7 @@ def snapshot_stream(
     for organization_id in (list(organization_ids) if stream.filters_by_organization else []) or [None]:
         # Sorting by id keeps pages stable while objects change (agents call back) mid-snapshot.
         params = {"sort_field": "id", "sort_direction": "asc", "organization_id": organization_id}
-        for page in client.iter_pages(stream.path, stream.name, params):
+        for page in client.iter_pages(path_prefix + stream.path, stream.name, params):
             stats.pages += 1
             for obj in page.items:
                 stats.records_walked += 1
@@ -288,7 +292,7 @@ def snapshot_stream(
                     key = record_key(obj, require_updated_at=False)
                 except PoisonRecord as poison:
                     stats.quarantined += 1
-                    on_poison(obj, str(poison), stream.path)
+                    on_poison(obj, str(poison), path_prefix + stream.path)
                     continue
                 if key[0] in seen:
                     stats.duplicates_skipped += 1
