@@ -134,6 +134,51 @@ def run_pipeline(args: argparse.Namespace) -> int:
     return 0 if result.success else 1
 
 
+def run_sql(args: argparse.Namespace) -> int:
+    """SQL over the lake, read-only, with the DuckDB this package installed: an in-memory database with a view
+    per table (paths resolved now, so a moved lake still works; no lock on the catalog file)."""
+    import duckdb
+
+    from .lake import Lake
+
+    lake_dir = Path(args.lake_dir).expanduser()
+    if not lake_dir.is_dir():
+        print(f"FAILED: no lake at {lake_dir} (set --lake-dir or HUNTRESS_LAKE_DIR)", file=sys.stderr)
+        return 2
+    lake = Lake(lake_dir)
+    with lake.connect() as con:
+        tables = lake.register_views(con)
+        queries = [args.query] if args.query else _read_queries(tables)
+        for query in queries:
+            try:
+                relation = con.sql(query)
+            except duckdb.Error as exc:
+                print(f"FAILED: {str(exc).splitlines()[0]}", file=sys.stderr)
+                if args.query:
+                    return 1
+                continue
+            if relation is not None:
+                relation.show(max_rows=args.max_rows, max_width=200)
+    return 0
+
+
+def _read_queries(tables: list[str]):
+    """An interactive prompt: statements end with ';', an empty line or EOF ends it."""
+    print(f"Tables: {', '.join(tables)}. End a statement with ';'; an empty line or Ctrl-D quits.")
+    buffer = ""
+    while True:
+        try:
+            line = input("huntress> " if not buffer else "      ... ")
+        except EOFError:
+            return
+        if not line.strip() and not buffer:
+            return
+        buffer += line + "\n"
+        if buffer.rstrip().endswith(";"):
+            yield buffer
+            buffer = ""
+
+
 def _date_argument(text: str | None, name: str) -> date | None:
     from .errors import HuntressConfigError
 
@@ -173,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--start", help="first day (YYYY-MM-DD); default: yesterday, as the schedules do")
     run.add_argument("--end", help="last day (YYYY-MM-DD); default: today")
     run.set_defaults(func=run_pipeline)
+
+    sql = commands.add_parser("sql", help="query the lake read-only with SQL (DuckDB): one query, or a prompt")
+    sql.add_argument("query", nargs="?", help="the query; without it, an interactive prompt")
+    sql.add_argument("--lake-dir", default=os.environ.get("HUNTRESS_LAKE_DIR", "lake"))
+    sql.add_argument("--max-rows", type=int, default=40)
+    sql.set_defaults(func=run_sql)
 
     args = parser.parse_args(argv)
     return args.func(args)

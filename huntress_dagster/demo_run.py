@@ -23,7 +23,5 @@ def run_demo_pipeline(host_url: str, lake_dir: str) -> str:
     result = run_range(defs, dg.DagsterInstance.ephemeral(), date.fromisoformat(settings.start_date), utc_today())
     if not result.success:
         raise SystemExit("demo run failed:\n" + run_summary(result))
-    lake = Lake(lake_dir)
-    return (lake_summary(lake) + f"\nQuery it: .venv/bin/python -c \"import duckdb; print(duckdb.connect("
-            f"'{lake.catalog_path}', read_only=True).sql('select msg_class, severity, count(*) from alerts "
-            "group by all'))\"")
+    return (lake_summary(Lake(lake_dir)) + f"\nQuery it: .venv/bin/huntress-dagster sql --lake-dir {lake_dir} "
+            "\"select msg_class, severity, count(*) from alerts group by all order by all\"")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 from huntress_dagster.cli import main
 from huntress_dagster.simulator import DEMO_API_KEY, DEMO_API_SECRET, FORBIDDEN_API_KEY
@@ -37,6 +39,17 @@ def test_headless_demo_materializes_everything_and_summarizes(tmp_path):
     assert incident_alerts == 150 and "escalation/" in by_class
     assert int(summary["alerts"]) > 150  # escalations join the queue, one alert per organization
     assert (tmp_path / "lake" / "huntress.duckdb").exists()
+
+    # every SQL example of the README, and the one the summary suggests, runs on this lake
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    examples = [shlex.split(line)[1:] for line in readme.splitlines() if line.startswith(".venv/bin/huntress-dagster sql")]
+    suggested = next(line for line in out.stdout.splitlines() if line.startswith("Query it: "))
+    examples.append(shlex.split(suggested.removeprefix("Query it: "))[1:])
+    assert len(examples) >= 6
+    for example in examples:
+        ran = subprocess.run([sys.executable, "-m", "huntress_dagster.cli", *example], capture_output=True, text=True,
+                             timeout=120, cwd=tmp_path)
+        assert ran.returncode == 0 and "│" in ran.stdout, (example, ran.stderr[-2000:])
 
 
 def test_run_command_materializes_every_stream_on_the_instance_and_fails_loudly(simulator, tmp_path):
