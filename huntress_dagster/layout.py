@@ -50,8 +50,11 @@ def snapshot_time(path: Path) -> datetime:
     return datetime.strptime(path.stem.removeprefix("snapshot-"), SNAPSHOT_STAMP).replace(tzinfo=timezone.utc)
 
 
+SNAPSHOT_FILES = "snapshot-*.parquet"  # the snapshots of one day, in its day_dir
+
+
 def raw_glob(stream: Stream) -> str:
-    return f"{stream.raw_table}/day=*/" + ("data.parquet" if stream.is_walk else "snapshot-*.parquet")
+    return f"{stream.raw_table}/day=*/" + ("data.parquet" if stream.is_walk else SNAPSHOT_FILES)
 
 
 def parsed_file(msg_class: str, day: date) -> str:

@@ -250,7 +250,7 @@ class Snapshots:
     def files(self, day: date | None = None) -> list[Path]:
         if day is None:
             return self.lake.files(self.stream.raw_table)
-        return sorted((self.lake.root / layout.day_dir(self.stream, day)).glob("snapshot-*.parquet"))
+        return sorted((self.lake.root / layout.day_dir(self.stream, day)).glob(layout.SNAPSHOT_FILES))
 
     def newest_time(self) -> datetime | None:
         files = self.files()
