@@ -105,6 +105,28 @@ def dagster_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300
     return subprocess.run([str(dagster), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+def kill_mid_walk(server: SimulatorServer, args: tuple[str, ...], env: dict[str, str], cwd: Path, path: str,
+                  slow_seconds: float = 0.3) -> None:
+    """Start `dagster *args` on a slowed simulator and SIGKILL its process group once it has made two
+    requests to `path`: a crash mid-walk, not a clean stop."""
+    import os
+    import signal
+    import time
+
+    from .conftest import admin
+
+    admin(server, "faults", {"slow": 1_000, "slow_seconds": slow_seconds})
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    victim = subprocess.Popen([dagster, *args], env=env, cwd=cwd, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and sum(e["path"] == path for e in server.request_log) < 2:
+        time.sleep(0.2)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    admin(server, "faults", {"slow": 0})
+
+
 def table_snapshot(lake_dir: Path, table: str, exclude: tuple[str, ...] = ()) -> list[tuple]:
     """A table's rows, sorted, without the columns that legitimately differ between runs."""
     lake = Lake(lake_dir)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -28,6 +26,7 @@ from .conftest import admin
 from .dagster_helpers import (
     cli_env,
     dagster_cli,
+    kill_mid_walk,
     make_pipeline,
     open_catalog_read_only,
     start_day,
@@ -264,18 +263,9 @@ def test_run_killed_half_way_then_rerun_equals_a_clean_run(make_simulator, tmp_p
     env = cli_env(server, tmp_path)
     args = ("asset", "materialize", "-m", "huntress_dagster.definitions", "--select", "raw_incidents",
             "--partition-range", f"{start_day()}...{today()}")
-    admin(server, "faults", {"slow": 1_000, "slow_seconds": 0.4})
-    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
-    victim = subprocess.Popen([dagster, *args], env=env, cwd=tmp_path, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and sum(e["path"] == "/v1/incident_reports" for e in server.request_log) < 2:
-        time.sleep(0.2)
-    os.killpg(victim.pid, signal.SIGKILL)  # a crash mid-walk, not a clean stop
-    victim.wait()
+    kill_mid_walk(server, args, env, tmp_path, "/v1/incident_reports", slow_seconds=0.4)
     staging = tmp_path / "lake" / "_staging"
     assert [p for p in staging.iterdir() if p.is_dir()], "the killed walk left its staging directory"
-    admin(server, "faults", {"slow": 0})
     assert dagster_cli(*args, env=env, cwd=tmp_path).returncode == 0
     assert list(staging.iterdir()) == []  # the next run removed what the dead one left
     assert list((tmp_path / "lake").rglob(".tmp-*")) == []

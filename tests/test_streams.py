@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import pytest
 
 from huntress_dagster.checks import duplicate_alert_keys
 from huntress_dagster.streams import ESCALATIONS, SIGNALS, STREAMS, WALK_STREAMS
 
 from .conftest import admin
-from .dagster_helpers import cli_env, dagster_cli, make_pipeline, start_day, table_snapshot, today
+from .dagster_helpers import cli_env, dagster_cli, kill_mid_walk, make_pipeline, start_day, table_snapshot, today
 from .test_pipeline import lake_alerts, truth_alerts
 
 pytestmark = pytest.mark.filterwarnings("ignore::dagster.BetaWarning", "ignore::dagster.PreviewWarning")
@@ -90,16 +84,7 @@ def test_collect_run_killed_mid_walk_then_rerun_equals_a_clean_run(make_simulato
     args = ("job", "execute", "-m", "huntress_dagster.definitions", "-j", "huntress_collect_job", "--tags",
             '{"dagster/asset_partition_range_start": "%s", "dagster/asset_partition_range_end": "%s"}'
             % (start_day(), today()))
-    admin(server, "faults", {"slow": 1_000, "slow_seconds": 0.3})
-    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
-    victim = subprocess.Popen([dagster, *args], env=env, cwd=tmp_path, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and sum(e["path"] == "/v1/signals" for e in server.request_log) < 2:
-        time.sleep(0.2)
-    os.killpg(victim.pid, signal.SIGKILL)
-    victim.wait()
-    admin(server, "faults", {"slow": 0})
+    kill_mid_walk(server, args, env, tmp_path, "/v1/signals")
     rerun = dagster_cli(*args, env=env, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
 
