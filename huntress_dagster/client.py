@@ -154,6 +154,7 @@ class HuntressClient:
 
     def close(self) -> None:
         self._http.close()
+        self.rate_limiter.close()
 
     def __enter__(self) -> HuntressClient:
         return self

@@ -329,6 +329,14 @@ class RateLimiter:
             log.log(level, "Rate limiter: waited %.1f s for a request slot: %s", waited, self._why())
         return waited
 
+    def close(self) -> None:
+        """Stop pyrate-limiter's background leak thread and close the bucket's SQLite connection: a
+        long-lived process (the sensor's code server) makes a client per tick."""
+        self._limiter.close()
+        close_bucket = getattr(self._bucket, "close", None)
+        if close_bucket is not None:
+            close_bucket()
+
     def __repr__(self) -> str:
         return (
             f"RateLimiter(requests={self.requests}, window_seconds={self.window_seconds}, "
