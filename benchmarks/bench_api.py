@@ -298,7 +298,8 @@ def steady_state(sim: SimProcess, workdir: Path, minutes: int, pace: float) -> d
         if first_of_minute and minute % SCHEDULE_EVERY_MIN == 0:
             tick = datetime.now(timezone.utc)
             with dg.build_schedule_context(
-                instance=pipeline.instance, scheduled_execution_time=tick
+                instance=pipeline.instance, scheduled_execution_time=tick,
+                resources={"lake": pipeline.defs.resources["lake"]},
             ) as context:
                 requests = schedule.evaluate_tick(context).run_requests
             for request in requests:

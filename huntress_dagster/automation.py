@@ -9,13 +9,14 @@ true without waiting on the automation daemon.
 
 
 import json
-from datetime import date, timedelta, timezone
+from datetime import date, timezone
 
 import dagster as dg
 
 from .collect import parse_api_time
 from .errors import HuntressError
-from .resources import HuntressResource
+from .raw_partitions import catch_up_start
+from .resources import HuntressLakeResource, HuntressResource
 from .inventory import INVENTORIES
 from .streams import ALERT_STREAMS, SNAPSHOT_STREAMS, WALK_STREAMS
 
@@ -80,11 +81,13 @@ def connection_test_job() -> None:
 def build_schedules(settings, default_status: dg.DefaultScheduleStatus) -> list[dg.ScheduleDefinition]:
     @dg.schedule(name="huntress_collect_schedule", job_name=COLLECT_JOB, cron_schedule=settings.incidents_cron,
                  execution_timezone="UTC", default_status=default_status,
-                 description="Incremental collection of every walked stream: yesterday and today, each walked "
-                             "only back to its committed watermark.")
-    def incidents_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+                 description="Incremental collection of every walked stream: yesterday and today (and any earlier "
+                             "day of the last 31 that a walk left incomplete), each walked only back to its "
+                             "committed watermark.")
+    def incidents_schedule(context: dg.ScheduleEvaluationContext, lake: HuntressLakeResource) -> dg.RunRequest:
         today = context.scheduled_execution_time.astimezone(timezone.utc).date()
-        return dg.RunRequest(tags=range_tags(today - timedelta(days=1), today))
+        first = max(catch_up_start(lake.get_lake(), WALK_STREAMS, today), date.fromisoformat(settings.start_date))
+        return dg.RunRequest(tags=range_tags(first, today))
 
     return [incidents_schedule, *(inventory_schedule(settings, stream, default_status) for stream in SNAPSHOT_STREAMS)]
 

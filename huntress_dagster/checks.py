@@ -80,6 +80,20 @@ def missing_partition_check(stream: Stream) -> dg.AssetChecksDefinition:
     return check
 
 
+def days_complete_check(stream: Stream) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=stream.raw_table, name=f"{stream.raw_table}_days_complete",
+                    description="Every committed day before today is complete through its end: a day a walk left "
+                                "incomplete (an outage, a broken API) is read again by the next scheduled run.")
+    def check(lake: HuntressLakeResource) -> dg.AssetCheckResult:
+        incomplete = lake.get_lake().walked(stream).incomplete_days(datetime.now(timezone.utc).date())
+        return dg.AssetCheckResult(
+            passed=not incomplete, severity=dg.AssetCheckSeverity.WARN,
+            description=f"{len(incomplete)} day(s) left incomplete: "
+                        + ", ".join(d.isoformat() for d in incomplete[:10]) if incomplete else None,
+            metadata={"incomplete_days": len(incomplete), "first_incomplete": [d.isoformat() for d in incomplete[:10]]})
+    return check
+
+
 def freshness_check(stream: Stream) -> dg.AssetChecksDefinition:
     what = "collection is complete as of" if stream.is_walk else "the newest snapshot is"
 
@@ -110,6 +124,7 @@ def build_checks() -> list[dg.AssetChecksDefinition]:
         return dg.AssetCheckResult(passed=duplicates == 0, metadata={"duplicate_keys": duplicates})
 
     per_stream = [check for stream in STREAMS for check in (
-        [missing_partition_check(stream)] if stream.is_walk else []) + [freshness_check(stream),
+        [missing_partition_check(stream), days_complete_check(stream)] if stream.is_walk else []) + [
+        freshness_check(stream),
                                                                         quarantine_check(stream)]]
     return [alerts_key_unique, *per_stream]

@@ -105,17 +105,18 @@ def run_pipeline(args: argparse.Namespace) -> int:
 
     from .definitions import build_definitions
     from .errors import HuntressConfigError
-    from .headless import incremental_window, lake_summary, run_range, run_summary
+    from .headless import incremental_window, lake_summary, run_range, run_summary, utc_today
     from .lake import Lake
     from .settings import Settings
 
     try:
         settings = Settings.from_env()
-        start, end = incremental_window()
+        start, end = incremental_window(Lake(settings.lake_dir, umask=settings.lake_umask))
         start = _date_argument(args.start, "--start") or start
         end = _date_argument(args.end, "--end") or end
         first = date.fromisoformat(settings.start_date)
-        if start > end or start < first or end > incremental_window()[1]:
+        start = max(start, first) if not args.start else start
+        if start > end or start < first or end > utc_today():
             raise HuntressConfigError(f"--start/--end must be days from HUNTRESS_START_DATE ({first}) to today, "
                                       f"start <= end; got {start}...{end}")
     except HuntressConfigError as exc:

@@ -3,22 +3,25 @@ configured instance (DAGSTER_HOME), so the run shows in the UI; a summary, and a
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 
 import dagster as dg
 
 from .automation import ALL_JOB, range_tags
 from .lake import Lake
+from .raw_partitions import catch_up_start
+from .streams import WALK_STREAMS
 
 
 def utc_today() -> date:
     return datetime.now(timezone.utc).date()
 
 
-def incremental_window(today: date | None = None) -> tuple[date, date]:
-    """What the schedules collect: yesterday and today (each walked only back to its watermark)."""
+def incremental_window(lake: Lake, today: date | None = None) -> tuple[date, date]:
+    """What the collect schedule collects: yesterday (or an earlier day left incomplete) to today, each day
+    walked only back to its watermark."""
     today = today or utc_today()
-    return today - timedelta(days=1), today
+    return catch_up_start(lake, WALK_STREAMS, today), today
 
 
 def run_range(defs: dg.Definitions, instance: dg.DagsterInstance, start: date, end: date

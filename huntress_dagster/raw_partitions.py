@@ -86,9 +86,11 @@ class WalkedPartitions:
             return max(complete_as_of - overlap, day_start(day))
         return None
 
-    def lower_bound(self, days: Iterable[date], overlap: timedelta) -> datetime | None:
-        """How far back a walk must go to bring every day in `days` up to date; None if no day needs it."""
-        return min(filter(None, (self.need(day, overlap) for day in days)), default=None)
+    def incomplete_days(self, before: date) -> list[date]:
+        """Committed days before `before` whose watermark stops short of the day's end: a walk was cut
+        short (an outage, a broken API) and the day must be read again."""
+        return [day for day in self.committed_days() if day < before
+                and (self.complete_as_of(day) is None or self.complete_as_of(day) < day_end(day))]
 
     def stored_remediations(self, days: Iterable[date]) -> dict[tuple[int, datetime], str]:
         """Completed remediations lists of stored versions, by (id, updated_at): a walk that meets such a
@@ -272,3 +274,11 @@ class Snapshots:
                 FROM read_parquet(?) n FULL JOIN read_parquet(?) o ON n.id = o.id
             """, [str(snapshot), str(earlier[-1])]).fetchone()
         return {"new": new, "updated": updated, "unchanged": unchanged, "removed": removed}
+
+
+def catch_up_start(lake: Lake, streams: Iterable[Stream], today: date, max_days: int = 31) -> date:
+    """Where an incremental run starts: yesterday, or the earliest day of the last `max_days` that a walked
+    stream left incomplete (so a day cut short by an outage is read again by the next scheduled run)."""
+    floor = today - timedelta(days=max_days)
+    incomplete = [day for stream in streams for day in lake.walked(stream).incomplete_days(today) if day >= floor]
+    return min([today - timedelta(days=1), *incomplete])

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 
 from huntress_dagster.automation import COLLECT_JOB, connection_test_job
@@ -321,7 +322,8 @@ def test_schedules_request_the_right_partitions(simulator, tmp_path):
     assert incidents.cron_schedule == "*/5 * * * *" and agents.cron_schedule == "15 0 * * *"
     tick = datetime.combine(today(), datetime.min.time(), tzinfo=timezone.utc) + timedelta(minutes=5)
     with dg.build_schedule_context(instance=pipeline.instance, scheduled_execution_time=tick,
-                                   repository_def=pipeline.defs.get_repository_def()) as ctx:
+                                   repository_def=pipeline.defs.get_repository_def(),
+                                   resources={"lake": pipeline.defs.resources["lake"]}) as ctx:
         [request] = incidents.evaluate_tick(ctx).run_requests
         assert request.tags["dagster/asset_partition_range_start"] == str(today() - timedelta(days=1))
         assert request.tags["dagster/asset_partition_range_end"] == str(today())
@@ -332,3 +334,30 @@ def test_schedules_request_the_right_partitions(simulator, tmp_path):
         [request] = organizations.evaluate_tick(ctx).run_requests
         assert {k.to_user_string() for k in request.asset_selection} >= {
             "raw_organizations", "organizations", "assets", "identities", "external_ports", "alerts"}
+
+
+def test_a_day_an_outage_left_incomplete_is_flagged_and_read_again_by_the_next_scheduled_run(simulator, tmp_path):
+    pipeline = make_pipeline(simulator, tmp_path)
+    assert pipeline.run_incidents().success
+    partitions = pipeline.lake.walked(INCIDENT_REPORTS)
+    day = today() - timedelta(days=4)
+    path = partitions.day_path(day)
+    # as if collection stopped at noon that day and resumed days later: the watermark stops mid-day
+    noon = datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc) + timedelta(hours=12)
+    table = pq.read_table(path)
+    metadata = {**(table.schema.metadata or {}), b"complete_as_of": noon.isoformat().encode()}
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+    assert partitions.incomplete_days(today()) == [day]
+
+    schedule = pipeline.defs.get_schedule_def("huntress_collect_schedule")
+    with dg.build_schedule_context(instance=pipeline.instance, scheduled_execution_time=datetime.now(timezone.utc),
+                                   resources={"lake": pipeline.defs.resources["lake"]}) as context:
+        [request] = schedule.evaluate_tick(context).run_requests
+    assert request.tags["dagster/asset_partition_range_start"] == day.isoformat()  # not only yesterday
+    result = pipeline.defs.resolve_job_def(COLLECT_JOB).execute_in_process(tags=request.tags,
+                                                                          instance=pipeline.instance)
+    assert result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["raw_incidents_days_complete"]
+    assert partitions.incomplete_days(today()) == []
+    assert lake_alerts(pipeline) == truth_alerts(simulator)
