@@ -237,9 +237,9 @@ class Lake:
 
     # --- raw tables and quarantine -----------------------------------------------------------------
 
-    def walked(self, stream: Stream) -> WalkedPartitions:
+    def walked(self, stream: Stream, scope: str | None = None) -> WalkedPartitions:
         from .raw_partitions import WalkedPartitions
-        return WalkedPartitions(self, stream)
+        return WalkedPartitions(self, stream, scope)
 
     def snapshots(self, stream: Stream) -> Snapshots:
         from .raw_partitions import Snapshots

@@ -16,7 +16,7 @@ from .client import HuntressClient
 from .collect import WalkStats, snapshot_stream, walk_stream
 from .lake import Lake, day_start, sql_literal
 from .quarantine import QuarantineWriter
-from .raw_partitions import CommitStats
+from .raw_partitions import CommitStats, walk_scope
 from .resources import HuntressLakeResource, HuntressResource
 from .streams import Stream
 
@@ -135,7 +135,7 @@ def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, ba
     def raw_walked(context: dg.AssetExecutionContext, config: WalkConfig, huntress: HuntressResource,
                    lake: HuntressLakeResource) -> dg.MaterializeResult:
         store, leftovers = prepare_lake(context, lake)
-        partitions = store.walked(stream)
+        partitions = store.walked(stream, walk_scope(huntress.host_url, huntress.tenant, huntress.organization_ids))
         window = context.partition_time_window
         days = [date.fromisoformat(key) for key in context.partition_keys]
         overlap = timedelta(seconds=lake.overlap_seconds)

@@ -3,11 +3,14 @@
 Hermetic incremental collection: each day partition of a walked stream records, in its Parquet footer,
 the instant as of which it is complete (`complete_as_of`: the start of the walk that last proved it).
 The next walk starts from that instant minus an overlap, so a crash can only cause re-reading, never a
-gap. A marker moves only for days the walk proved complete (`WalkedPartitions.commit(proven_days=...)`).
+gap. A marker moves only for days the walk proved complete (`WalkedPartitions.commit(proven_days=...)`),
+and it is only valid for the scope that proved it (`walk_scope`: the API host, tenant and organization
+filter): a marker written under another scope counts as none, so widening the organization filter re-reads.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -47,16 +50,22 @@ class CommitStats:
     unchanged: int = 0  # (id, updated_at) versions already stored
 
 
-def _marker_metadata(marker: datetime | None) -> dict[bytes, bytes]:
-    return {COMPLETE_AS_OF: marker.isoformat().encode()} if marker else {}
+SCOPE = b"scope"
+
+
+def walk_scope(host_url: str, tenant: str, organization_ids: Iterable[int]) -> str:
+    """What a watermark was proven for: records of this host and tenant, of these organizations (all: none)."""
+    text = f"{host_url.rstrip('/')}|{tenant}|{','.join(map(str, sorted(organization_ids)))}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class WalkedPartitions:
     """The day partitions of one walked stream."""
 
-    def __init__(self, lake: Lake, stream: Stream):
+    def __init__(self, lake: Lake, stream: Stream, scope: str | None = None):
+        """`scope` (see `walk_scope`): watermarks of another scope count as none; None accepts any."""
         assert stream.is_walk, stream
-        self.lake, self.stream = lake, stream
+        self.lake, self.stream, self.scope = lake, stream, scope
 
     def day_path(self, day: date) -> Path:
         return self.lake.root / layout.raw_day_file(self.stream, day)
@@ -69,8 +78,15 @@ class WalkedPartitions:
         path = self.day_path(day)
         if not path.exists():
             return None
-        value = self.lake.file_metadata(path).get(COMPLETE_AS_OF)
+        metadata = self.lake.file_metadata(path)
+        value, scope = metadata.get(COMPLETE_AS_OF), metadata.get(SCOPE)
+        if self.scope is not None and scope is not None and scope.decode() != self.scope:
+            return None  # proven for another host, tenant or organization filter
         return datetime.fromisoformat(value.decode()) if value else None
+
+    def _marker_metadata(self, marker: datetime | None) -> dict[str, str]:
+        metadata = {"complete_as_of": marker.isoformat()} if marker else {}
+        return {**metadata, "scope": self.scope} if marker and self.scope else metadata
 
     def need(self, day: date, overlap: timedelta) -> datetime | None:
         """From when a walk must read to bring `day` up to date; None when it is complete through its end.
@@ -157,7 +173,8 @@ class WalkedPartitions:
                 marker = max(filter(None, [previous, complete_as_of if day in proven else None]), default=None)
                 sources = ([final] if final.exists() else []) + fresh
                 if not sources:
-                    self.lake.write_table(final, RAW_SCHEMA.empty_table(), _marker_metadata(marker))
+                    self.lake.write_table(final, RAW_SCHEMA.empty_table(),
+                                          {k.encode(): v.encode() for k, v in self._marker_metadata(marker).items()})
                 else:
                     self._merge_versions(sources, final, marker)
                 stats.days += 1
@@ -202,8 +219,7 @@ class WalkedPartitions:
                                       WHERE new.id = old.id AND new.updated_at = old.updated_at)"""
         with self.lake.connect() as con, self.lake.atomic_path(final) as tmp:
             con.execute("SET preserve_insertion_order = false")  # streamed, not sorted: flat memory
-            metadata = {"complete_as_of": marker.isoformat()} if marker else {}
-            options = parquet_copy_options(RAW_ROW_GROUP_ROWS, **metadata)
+            options = parquet_copy_options(RAW_ROW_GROUP_ROWS, **self._marker_metadata(marker))
             con.execute(f"COPY ({query}) TO {sql_literal(str(tmp))} {options}")
 
     def _count_versions(self, staged_files: list[Path], stats: CommitStats) -> None:

@@ -361,3 +361,14 @@ def test_a_day_an_outage_left_incomplete_is_flagged_and_read_again_by_the_next_s
     assert checks["raw_incidents_days_complete"]
     assert partitions.incomplete_days(today()) == []
     assert lake_alerts(pipeline) == truth_alerts(simulator)
+
+
+def test_widening_the_organization_filter_reads_the_other_organizations_history(simulator, tmp_path):
+    first_org = admin(simulator, "truth/organizations")["organizations"][0]["id"]
+    narrow = make_pipeline(simulator, tmp_path, organization_ids=[first_org])
+    assert narrow.run_incidents().success
+    assert {row[0] for row in narrow.query("SELECT DISTINCT organization_id FROM raw_incidents")} == {first_org}
+    # the same lake, every organization: the watermarks proven for one organization do not count
+    wide = make_pipeline(simulator, tmp_path)
+    assert wide.run_incidents().success
+    assert lake_alerts(wide) == truth_alerts(simulator)
