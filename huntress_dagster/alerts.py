@@ -77,6 +77,8 @@ WITH latest AS (
     FROM read_parquet({files}, hive_partitioning = true, union_by_name = true, filename = true,
                       file_row_number = true) p
     JOIN latest_versions l ON p.filename = l.src_file AND p.file_row_number = l.src_row  -- exactly one row
+     -- and the right one: a file re-parsed since the versions were read yields no row, not another record
+     AND p.huntress.id = l.hid AND p.huntress.updated_at IS NOT DISTINCT FROM l.updated_at
 )
 SELECT coalesce(latest.alert_uid, huntress_alert_uid(latest.tenantid, latest.huntress.id, latest.oid,
                                                      latest.huntress.account_id, latest.msg_class)) AS alert_id,

@@ -9,11 +9,11 @@ true without waiting on the automation daemon.
 
 
 import json
-from datetime import date, timezone
+from datetime import date, datetime, timezone
 
 import dagster as dg
 
-from .collect import parse_api_time
+from .collect import PoisonRecord, parse_api_time, record_key
 from .errors import HuntressError
 from .raw_partitions import catch_up_start
 from .resources import HuntressLakeResource, HuntressResource
@@ -109,10 +109,18 @@ def inventory_schedule(settings, stream, default_status: dg.DefaultScheduleStatu
 
 
 def newest_change(client, stream) -> dict | None:
-    """The stream's most recently updated object: {"updated_at", "id"} (one request of one record)."""
+    """The stream's most recently updated object: {"updated_at", "id"} (one request of one record). A record
+    that cannot be keyed still counts as a change, dated now: the run it triggers quarantines it."""
     page = next(client.iter_pages(stream.path, stream.name, {"sort_field": "updated_at", "sort_direction": "desc",
                                                              "limit": 1}))
-    return {"updated_at": page.items[0]["updated_at"], "id": page.items[0]["id"]} if page.items else None
+    if not page.items:
+        return None
+    try:
+        record_id, updated_at = record_key(page.items[0])
+    except PoisonRecord:
+        return {"updated_at": datetime.now(timezone.utc).isoformat(), "id": repr(page.items[0].get("id"))[:40]
+                if isinstance(page.items[0], dict) else None}
+    return {"updated_at": updated_at.isoformat(), "id": record_id}
 
 
 def build_sensor(settings, default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -147,7 +148,7 @@ def run_sql(args: argparse.Namespace) -> int:
         print(f"FAILED: no lake at {lake_dir} (set --lake-dir or HUNTRESS_LAKE_DIR)", file=sys.stderr)
         return 2
     lake = Lake(lake_dir)
-    with lake.connect() as con:
+    with tempfile.TemporaryDirectory(prefix="huntress-sql-") as spill, lake.connect(Path(spill)) as con:
         tables = lake.register_views(con)
         queries = [args.query] if args.query else _read_queries(tables)
         for query in queries:

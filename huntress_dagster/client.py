@@ -81,7 +81,9 @@ def validate_base_url(base_url: str) -> str:
     """The base URL without a trailing slash; plain http is allowed only for loopback hosts."""
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise HuntressConfigError(f"Invalid Huntress host URL {base_url!r}: expected https://api.huntress.io/v1")
+        shown = base_url.replace(f"{parts.netloc}", parts.netloc.rsplit("@", 1)[-1]) if "@" in parts.netloc \
+            else base_url  # credentials in a URL are never repeated
+        raise HuntressConfigError(f"Invalid Huntress host URL {shown!r}: expected https://api.huntress.io/v1")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise HuntressConfigError(
             f"Refusing plain http:// for non-loopback host {parts.hostname!r}: credentials would travel "
@@ -201,7 +203,7 @@ class HuntressClient:
             raise error
         try:
             data = json.loads(content)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # nested beyond the parser's depth
             raise HuntressResponseError("Huntress API returned malformed JSON", path=path) from None
         if not isinstance(data, dict):
             raise HuntressResponseError("Huntress API returned JSON that is not an object", path=path)
@@ -278,6 +280,9 @@ class HuntressClient:
             if not isinstance(items, list):
                 raise HuntressResponseError(f"Huntress API response has no {collection!r} list", path=path)
             pagination = data.get("pagination")
+            if not isinstance(pagination, dict) and len(items) >= int(query["limit"]):
+                raise HuntressPaginationError(f"page {number} of {path} is full but has no pagination object: "
+                                              "the end of the list cannot be told from a cut-off answer", path=path)
             token = (pagination.get("next_page_token") if isinstance(pagination, dict) else None) or None
             if token is not None and not isinstance(token, str):
                 raise HuntressPaginationError(f"page {number} of {path} has a next_page_token that is not a "

@@ -215,7 +215,8 @@ class _UpdatedAtWalk:
         self.path, self.lower_bound, self.upper_bound, self.stats = path, lower_bound, upper_bound, stats
         self.boundary_stamp: datetime | None = None
         self.ids_at_boundary: set[int] = set()  # only ids at the lowest stamp can come back on the next page
-        self.on_page: set[tuple[int, datetime]] = set()  # repeats anywhere on one page
+        self.on_page: set[tuple[int, datetime]] = set()  # repeats anywhere on this page...
+        self.on_previous_page: set[tuple[int, datetime]] = set()  # ...or served again from the page before
         self.reached_bottom = False
         self.broken = False  # the paging failed: only what came before is proven
         self.out_of_order = False  # records out of order: nothing is proven
@@ -224,7 +225,7 @@ class _UpdatedAtWalk:
         """The record's key if it is a new version inside the window; None to skip it."""
         self.stats.records_walked += 1
         record_id, updated_at = record_key(obj)
-        if (record_id, updated_at) in self.on_page or (
+        if (record_id, updated_at) in self.on_page or (record_id, updated_at) in self.on_previous_page or (
                 updated_at == self.boundary_stamp and record_id in self.ids_at_boundary):
             self.stats.duplicates_skipped += 1
             return None
@@ -248,7 +249,7 @@ class _UpdatedAtWalk:
         return record_id, updated_at
 
     def end_page(self) -> None:
-        self.on_page = set()
+        self.on_previous_page, self.on_page = self.on_page, set()
 
     def proven_down_to(self) -> datetime | None:
         if self.out_of_order:

@@ -144,10 +144,11 @@ class Lake:
         self.mkdir(path.parent)
         return FileLock(str(path), timeout=timeout, mode=self.file_mode)
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """A private in-memory DuckDB for computing over Parquet (no file lock involved)."""
+    def connect(self, spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+        """A private in-memory DuckDB for computing over Parquet (no file lock involved); it spills to the
+        lake's own temp directory unless given another (a reader must not write into the lake)."""
         con = duckdb.connect(config={"memory_limit": self.duckdb_memory_limit, "threads": self.duckdb_threads})
-        spill = self.root / layout.SPILL_DIR
+        spill = spill_dir or self.root / layout.SPILL_DIR
         self.mkdir(spill)  # DuckDB does not create missing parents of its spill dir
         con.execute(f"SET temp_directory = {sql_literal(str(spill))}")
         con.execute("SET TimeZone = 'UTC'")  # timestamps come back as UTC whatever the machine's zone

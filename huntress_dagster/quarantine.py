@@ -4,11 +4,13 @@ collection (plain Python: no Dagster).
 A walk hands each such object to a `QuarantineWriter`, which appends it with the reason, the endpoint
 and its id (as text: the id itself may be the problem) to one Parquet file per run under
 `_quarantine/stream=<stream>/`; the catalog's `_quarantine` view reads them all. Nothing is removed
-automatically: an operator inspects the rows, then deletes the file(s) to acknowledge them.
+automatically: an operator inspects the rows, then deletes the file(s) to acknowledge them. A record the
+quarantine already holds (the same text: the API served it again) is not added twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import uuid
@@ -53,6 +55,7 @@ class QuarantineWriter:
         self._writer: pq.ParquetWriter | None = None
         self._path: Path | None = None
         self._tmp: Path | None = None
+        self._held: set[str] | None = None  # fingerprints of what the quarantine holds, read on first need
 
     def __call__(self, obj: Any, reason: str, endpoint: str) -> None:
         """Quarantine an API object (decoded JSON)."""
@@ -66,7 +69,24 @@ class QuarantineWriter:
             record_id = None
         self._add(record_id, reason, endpoint, raw_json)
 
+    def _already_held(self, raw_json: str) -> bool:
+        if self._held is None:
+            files = [str(p) for p in self.lake.files("_quarantine") if p.parent.name == f"stream={self.stream}"]
+            self._held = set()
+            if files:
+                with self.lake.connect() as con:
+                    self._held = {r[0] for r in con.execute("SELECT DISTINCT sha256(raw_json) FROM read_parquet(?)",
+                                                            [files]).fetchall()}
+        fingerprint = hashlib.sha256(raw_json.encode("utf-8", "surrogatepass")).hexdigest()
+        if fingerprint in self._held:
+            return True
+        self._held.add(fingerprint)
+        return False
+
     def _add(self, record_id: str | None, reason: str, endpoint: str, raw_json: str) -> None:
+        if self._already_held(raw_json):
+            log.info("%s: record %s is already in the quarantine", endpoint, record_id or "without id")
+            return
         log.warning("%s: record %s quarantined (%s)", endpoint, record_id or "without id", reason)
         self._rows.append({"tenantid": self.tenantid, "stream": self.stream, "endpoint": endpoint,
                            "record_id": record_id, "reason": reason, "collected_at": self.collected_at,

@@ -203,3 +203,9 @@ def test_refuses_plain_http_for_non_loopback_hosts():
         HuntressClient("k", "s", "https://user:pw@api.huntress.io/v1")
     with pytest.raises(HuntressConfigError, match="required"):
         HuntressClient("k", "", "https://api.huntress.io/v1")
+
+
+def test_credentials_in_an_invalid_url_are_not_repeated():
+    with pytest.raises(HuntressConfigError) as caught:
+        validate_base_url("ftp://user:topsecret@api.huntress.io/v1")
+    assert "topsecret" not in str(caught.value) and "api.huntress.io" in str(caught.value)

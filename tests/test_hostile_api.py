@@ -160,6 +160,9 @@ def test_poison_records_are_quarantined_named_in_a_failing_check_and_the_rest_co
     assert parsed == [("lone surrogate ? in a string",)]  # the parser replaces lone surrogates
     assert pipeline.query(f"SELECT count(*) FROM {stream.raw_table} WHERE raw_json LIKE '%\\ud800%'") == [(1,)]
 
+    assert pipeline.run_incidents().success  # served again: quarantined once, not twice
+    assert quarantined_records(pipeline.lake, stream.name)[0] == len(POISON)
+
     hostile.fault = None  # the API serves them correctly again: their days were left to be read again
     assert pipeline.run_incidents().success
     missing = {r["id"] for r in truth} - committed_ids(pipeline, stream)

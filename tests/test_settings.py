@@ -197,3 +197,11 @@ def test_excluded_indicator_domains_are_a_list_of_domains():
     assert settings.excluded_indicator_domains == ("huntress.io", "example.org")
     with pytest.raises(HuntressConfigError, match="HUNTRESS_EXCLUDED_INDICATOR_DOMAINS='not a domain'"):
         Settings.from_env({"HUNTRESS_EXCLUDED_INDICATOR_DOMAINS": "not a domain"})
+
+
+def test_a_long_secret_pasted_into_another_variable_is_masked_even_when_cut():
+    secret = "S3cr3t" * 30  # longer than a message quotes
+    with pytest.raises(HuntressConfigError) as caught:
+        Settings.from_env({"HUNTRESS_API_KEY": "key-1234", "HUNTRESS_API_SECRET": secret,
+                           "HUNTRESS_ORGANIZATION_ID": secret})
+    assert "HUNTRESS_ORGANIZATION_ID" in str(caught.value) and "S3cr3tS3" not in str(caught.value)
