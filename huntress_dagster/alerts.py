@@ -61,13 +61,20 @@ QUALIFY row_number() OVER (PARTITION BY tenantid, cls, hid, oid, aid, updated_at
 """
 
 # The latest version of each touched key, with the version count and first collection over all versions.
+# An object's organizations are those of its latest version: an organization an escalation no longer
+# lists has no latest version here, so its alert row is dropped when its part is rewritten.
 LATEST_VERSIONS_SQL = f"""
-SELECT v.tenantid, v.cls, v.hid, v.oid, v.aid, v.updated_at, v.collected_at, v.day, v.src_file, v.src_row,
-       count(*) OVER keyed AS version_count, min(v.collected_at) OVER keyed AS first_collected_at
-FROM versions v SEMI JOIN touched t ON {_key_match("v", "t")}
-WINDOW keyed AS (PARTITION BY v.tenantid, v.cls, v.hid, v.oid, v.aid)
-QUALIFY row_number() OVER (PARTITION BY v.tenantid, v.cls, v.hid, v.oid, v.aid
-                           ORDER BY v.updated_at DESC, v.collected_at DESC) = 1
+SELECT * EXCLUDE (object_updated_at, object_collected_at) FROM (
+    SELECT v.tenantid, v.cls, v.hid, v.oid, v.aid, v.updated_at, v.collected_at, v.day, v.src_file, v.src_row,
+           count(*) OVER keyed AS version_count, min(v.collected_at) OVER keyed AS first_collected_at,
+           max(v.updated_at) OVER object AS object_updated_at,
+           max(v.collected_at) FILTER (WHERE v.updated_at IS NOT DISTINCT FROM object_updated_at_inner) OVER object
+               AS object_collected_at
+    FROM (SELECT *, max(updated_at) OVER (PARTITION BY tenantid, cls, hid, aid) AS object_updated_at_inner
+          FROM versions) v SEMI JOIN touched t ON {_key_match("v", "t")}
+    WINDOW keyed AS (PARTITION BY v.tenantid, v.cls, v.hid, v.oid, v.aid),
+           object AS (PARTITION BY v.tenantid, v.cls, v.hid, v.aid))
+WHERE updated_at IS NOT DISTINCT FROM object_updated_at AND collected_at = object_collected_at
 """
 
 # Alert rows of the touched keys: their latest parsed row, read only from the days that hold one.
@@ -228,7 +235,9 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
                 parts = _sql_list([str(alerts_part(lake, b)) for b in range(ALERT_PARTS)])
                 old = f"SELECT {', '.join('o.' + c for c in TABLE_KEY_COLUMNS)} FROM read_parquet({parts}) o"
                 days = ", ".join(map(sql_literal, changed or [""]))
-                touched += f" WHERE day IN ({days})"
+                # every organization of an object with a version in a changed day (one it no longer lists too)
+                touched += (f" WHERE (tenantid, cls, hid, aid) IN (SELECT (tenantid, cls, hid, aid) FROM versions "
+                            f"WHERE day IN ({days}))")
                 # keys whose current row came from a changed day (its latest version may have moved on)
                 touched += f" UNION {old} WHERE CAST(CAST(updated_at AS DATE) AS VARCHAR) IN ({days})"
                 if assets_changed:  # keys whose host context is no longer what assets say
@@ -286,6 +295,7 @@ def _write_alerts_part(lake: Lake, con: Any, bucket: int, incremental: bool, bat
                 con.execute(
                     f"COPY (SELECT * FROM read_parquet({sql_literal(str(fresh))}) UNION ALL BY NAME "
                     f"SELECT o.* FROM read_parquet({sql_literal(str(findings_file))}) o "
+                    f"SEMI JOIN read_parquet({sql_literal(str(alerts_file))}) a ON o.finding_info.uid = a.alert_id "
                     f"ANTI JOIN (SELECT alert_id FROM new_alerts WHERE part = {bucket}) n "
                     f"ON o.finding_info.uid = n.alert_id) TO {sql_literal(str(tmp))} {options}")
         finally:

@@ -125,7 +125,7 @@ def _history_sql(inventory: Inventory) -> str:
     return f"""
 WITH snapshots AS (SELECT tenantid, {inventory.key_sql} AS k, id, updated_at, collected_at, raw_json {values}
                    FROM {raw}),
-newest AS (SELECT tenantid, max(collected_at) AS newest FROM snapshots GROUP BY ALL),
+newest AS (SELECT DISTINCT tenantid, $newest::TIMESTAMPTZ AS newest FROM snapshots),
 history AS (SELECT tenantid, k, collected_at, row_number() OVER w AS n {changes} FROM snapshots
             WINDOW w AS (PARTITION BY tenantid, k ORDER BY collected_at)),
 seen AS (SELECT tenantid, k, min(collected_at) AS first_seen_at, max(collected_at) AS last_seen_at,
@@ -173,7 +173,9 @@ def build_inventory(lake: Lake, inventory: Inventory, ctx: parsing.ParseContext,
                       f"LEFT JOIN (SELECT DISTINCT tenantid, names FROM {orgs}) o ON o.tenantid = s.tenantid")
         with lake.atomic_path(final) as tmp:
             writer = None
-            for batch in con.sql(_history_sql(inventory)).to_arrow_reader(batch_rows):
+            # the newest snapshot from its file name: an empty snapshot (everything gone) still counts
+            newest = layout.snapshot_time(lake.snapshots(inventory.stream).files()[-1])
+            for batch in con.sql(_history_sql(inventory), params={"newest": newest}).to_arrow_reader(batch_rows):
                 with con.cursor() as batch_con:  # a second connection: `con` is busy streaming the reader
                     parsed = parsing.normalize_records(inventory.stream.msg_class,
                                                        batch.column("raw_json").to_pylist(), ctx)

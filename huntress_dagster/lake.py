@@ -187,9 +187,10 @@ class Lake:
         The walk holds a lock on it, so `clean_leftovers` in another run can tell a live walk's staging
         from a dead one's (a killed process's lock is released by the OS)."""
         stage_dir = self.root / layout.STAGING_DIR / uuid.uuid4().hex
-        self.mkdir(stage_dir)
+        self.mkdir(stage_dir.parent)
         holder = FileLock(str(stage_dir) + ".lock", mode=self.file_mode)
-        with holder:
+        with holder:  # held before the directory exists: a cleaner never sees it unheld while alive
+            self.mkdir(stage_dir)
             try:
                 yield stage_dir
             finally:
