@@ -26,7 +26,7 @@ def test_component_builds_the_connector_from_yaml_attributes(monkeypatch, tmp_pa
     monkeypatch.setenv("HUNTRESS_API_KEY", "key-from-env")
     monkeypatch.setenv("HUNTRESS_API_SECRET", "secret-from-env")
     attributes = {"lake_dir": str(tmp_path / "lake"), "tenant": "acme", "organization_ids": [501, 502],
-                  "rate_limit": 30}
+                  "rate_limit": 30, "organizations_cron": "0 * * * *", "excluded_indicator_domains": ["example.org"]}
     with create_defs_folder_sandbox() as sandbox:
         path = sandbox.scaffold_component(
             component_cls=HuntressConnectorComponent,
@@ -40,3 +40,5 @@ def test_component_builds_the_connector_from_yaml_attributes(monkeypatch, tmp_pa
     assert huntress.tenant == "acme" and huntress.organization_ids == [501, 502]
     assert huntress.rate_limit_requests == 30 and not huntress.demo_mode
     assert defs.resources["lake"].lake_dir == str(tmp_path / "lake")
+    assert defs.resources["lake"].excluded_indicator_domains == ["example.org"]
+    assert defs.get_schedule_def("huntress_organizations_schedule").cron_schedule == "0 * * * *"

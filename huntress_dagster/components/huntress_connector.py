@@ -36,8 +36,16 @@ class HuntressConnectorComponent(dg.Component, dg.Model, dg.Resolvable):
     start_date: str | None = None
     incidents_cron: str | None = None
     agents_cron: str | None = None
+    organizations_cron: str | None = None
+    identities_cron: str | None = None
+    external_ports_cron: str | None = None
+    sensor_interval_seconds: int | None = None
+    max_pages_per_walk: int | None = None
+    max_response_bytes: int | None = None
+    excluded_indicator_domains: list[str] | None = None
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        overrides = {name: value for name, value in self.model_dump().items() if value is not None}
+        overrides = {name: tuple(value) if isinstance(value, list) and name != "organization_ids" else value
+                     for name, value in self.model_dump().items() if value is not None}
         # validate(): YAML values get the same checks, and errors, as environment variables
         return build_definitions(dataclasses.replace(Settings.from_env(), **overrides).validate())
