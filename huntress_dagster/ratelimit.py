@@ -44,6 +44,8 @@ FUTURE_TOLERANCE_SECONDS = 1.0
 # A wait at least this long gets a log line (and one more every this many seconds while it lasts).
 DEFAULT_LOG_WAIT_SECONDS = 10.0
 STATE_DIR_NAME = "huntress_dagster"
+# Under DAGSTER_HOME, hidden: the Quickstart's DAGSTER_HOME is the repository, whose package is huntress_dagster/.
+INSTANCE_STATE_DIR_NAME = ".huntress_dagster"
 STATE_FILE_NAME = "ratelimit.sqlite"
 _PRIVATE_DIR_MODE = 0o700
 _PRIVATE_FILE_MODE = 0o600
@@ -62,7 +64,7 @@ def bucket_name_for(api_key: str, base_url: str) -> str:
 
 
 def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """The private directory of the default state: `$DAGSTER_HOME/huntress_dagster` for a Dagster
+    """The private directory of the default state: `$DAGSTER_HOME/.huntress_dagster` for a Dagster
     instance, else `$XDG_CACHE_HOME/huntress_dagster` (`~/.cache/huntress_dagster`) for the user.
 
     Every process of one instance (webserver, daemon, runs) sees the same DAGSTER_HOME, so they share
@@ -71,7 +73,7 @@ def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     dagster_home = env.get("DAGSTER_HOME")
     if dagster_home:
-        return Path(os.path.abspath(os.path.expanduser(dagster_home))) / STATE_DIR_NAME
+        return Path(os.path.abspath(os.path.expanduser(dagster_home))) / INSTANCE_STATE_DIR_NAME
     cache = env.get("XDG_CACHE_HOME")
     if cache and os.path.isabs(cache):  # the XDG spec: a relative path is invalid and ignored
         return Path(cache) / STATE_DIR_NAME

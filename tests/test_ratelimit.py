@@ -175,7 +175,7 @@ def test_two_processes_still_share_one_budget(tmp_path):
 
 def test_default_location_under_dagster_home(tmp_path):
     env = {"DAGSTER_HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    assert default_state_path(env) == str(tmp_path / "home" / "huntress_dagster" / "ratelimit.sqlite")
+    assert default_state_path(env) == str(tmp_path / "home" / ".huntress_dagster" / "ratelimit.sqlite")
 
 
 def test_default_location_under_the_user_cache(tmp_path):
@@ -198,7 +198,7 @@ def test_default_state_is_created_owner_only_even_with_a_permissive_umask(monkey
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     monkeypatch.setenv(variable, str(tmp_path / "base"))
     state = Path(default_state_path())
-    assert state.parent == tmp_path / "base" / "huntress_dagster"
+    assert state.parent == tmp_path / "base" / (".huntress_dagster" if variable == "DAGSTER_HOME" else "huntress_dagster")
     old = os.umask(0)
     try:
         limiter = RateLimiter(5, 1.0, state_path=state)
