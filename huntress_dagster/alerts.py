@@ -110,7 +110,7 @@ SELECT coalesce(latest.alert_uid, huntress_alert_uid(latest.tenantid, latest.hun
        a.mac_addresses AS host_mac_addresses, a.domain_name AS host_domain_name,
        latest.* EXCLUDE (tenantid, tenant_name, msg_class, domain, body, alert_uid, severity_score, severity_id,
                          status_id, security_product, portal_url, collected_at, version_count, first_collected_at,
-                         filename, file_row_number, oid)
+                         filename, file_row_number, oid, account)
 FROM latest
 LEFT JOIN {assets} a ON a.tenantid = latest.tenantid AND a.agent_id = latest.huntress.agent_id
 LEFT JOIN {organizations} og ON og.tenantid = latest.tenantid AND og.organization_id = latest.oid
@@ -141,8 +141,8 @@ def _file_signature(path: Path) -> str:
 
 
 def _parsed_alert_files(lake: Lake) -> dict[str, Path]:
-    """The parsed files of every alert class, by "<msg_class>/<day>"."""
-    return {f"{msg_class}/{path.parent.name.removeprefix('day=')}": path
+    """The parsed files of every alert class, by "<msg_class>/<account>/<day>"."""
+    return {f"{msg_class}/{layout.account_of(path)}/{path.parent.name.removeprefix('day=')}": path
             for msg_class in ALERT_CLASSES for path in lake.root.glob(layout.parsed_glob(msg_class))}
 
 

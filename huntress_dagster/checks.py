@@ -25,15 +25,21 @@ def duplicate_alert_keys(lake: Lake) -> int:
 
 def missing_days(lake: Lake, stream: Stream, today: date | None = None) -> tuple[list[date], list[str]]:
     """Committed days of a walked stream, and the days between its first committed day and today that have no
-    partition."""
-    committed = lake.walked(stream).committed_days()
+    partition (in any account: `account:day`)."""
+    committed_by_account = {account: lake.walked(stream, account).committed_days() for account in lake.accounts(stream)}
+    missing: list[str] = []
+    for account, committed in committed_by_account.items():
+        missing += [f"{account}:{day}" for day in _gaps(committed, today)]
+    return sorted({d for days in committed_by_account.values() for d in days}), missing
+
+
+def _gaps(committed: list[date], today: date | None) -> list[str]:
     if not committed:
-        return [], []
+        return []
     last = max(committed[-1], today or datetime.now(timezone.utc).date())
     have = set(committed)
-    missing = [(committed[0] + timedelta(days=n)).isoformat() for n in range((last - committed[0]).days + 1)
-               if committed[0] + timedelta(days=n) not in have]
-    return committed, missing
+    return [(committed[0] + timedelta(days=n)).isoformat() for n in range((last - committed[0]).days + 1)
+            if committed[0] + timedelta(days=n) not in have]
 
 
 def quarantined_records(lake: Lake, stream: str, limit: int = 10) -> tuple[int, list[str]]:
@@ -85,7 +91,9 @@ def days_complete_check(stream: Stream) -> dg.AssetChecksDefinition:
                     description="Every committed day before today is complete through its end: a day a walk left "
                                 "incomplete (an outage, a broken API) is read again by the next scheduled run.")
     def check(lake: HuntressLakeResource) -> dg.AssetCheckResult:
-        incomplete = lake.get_lake().walked(stream).incomplete_days(datetime.now(timezone.utc).date())
+        store, today = lake.get_lake(), datetime.now(timezone.utc).date()
+        incomplete = sorted(day for account in store.accounts(stream)
+                            for day in store.walked(stream, account).incomplete_days(today))
         return dg.AssetCheckResult(
             passed=not incomplete, severity=dg.AssetCheckSeverity.WARN,
             description=f"{len(incomplete)} day(s) left incomplete: "
@@ -101,12 +109,15 @@ def freshness_check(stream: Stream) -> dg.AssetChecksDefinition:
                     description=f"{stream.label.capitalize()}: {what} less than {stream.fresh_within} ago.")
     def check(lake: HuntressLakeResource) -> dg.AssetCheckResult:
         store = lake.get_lake()
-        if stream.is_walk:
-            partitions = store.walked(stream)
-            newest = max(filter(None, (partitions.complete_as_of(d) for d in partitions.committed_days()[-2:])),
-                         default=None)
-        else:
-            newest = store.snapshots(stream).newest_time()
+        newest_by_account = []  # each account's newest; the stalest account decides
+        for account in store.accounts(stream):
+            if stream.is_walk:
+                partitions = store.walked(stream, account)
+                newest_by_account.append(max(filter(None, (partitions.complete_as_of(d)
+                                                           for d in partitions.committed_days()[-2:])), default=None))
+            else:
+                newest_by_account.append(store.snapshots(stream, account).newest_time())
+        newest = None if None in newest_by_account else min(newest_by_account, default=None)
         age = datetime.now(timezone.utc) - newest if newest else None
         return dg.AssetCheckResult(
             passed=age is not None and age <= stream.fresh_within, severity=dg.AssetCheckSeverity.WARN,

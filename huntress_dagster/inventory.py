@@ -123,20 +123,21 @@ def _history_sql(inventory: Inventory) -> str:
     changed = "".join(f", max(collected_at) FILTER (WHERE n > 1 AND v_{name} IS DISTINCT FROM prev_{name}) AS {name}"
                       for name in inventory.changes)
     return f"""
-WITH snapshots AS (SELECT tenantid, {inventory.key_sql} AS k, id, updated_at, collected_at, raw_json {values}
+WITH snapshots AS (SELECT tenantid, CAST(account AS VARCHAR) AS account, {inventory.key_sql} AS k, id, updated_at,
+                          collected_at, raw_json {values}
                    FROM {raw}),
-newest AS (SELECT DISTINCT tenantid, $newest::TIMESTAMPTZ AS newest FROM snapshots),
-history AS (SELECT tenantid, k, collected_at, row_number() OVER w AS n {changes} FROM snapshots
-            WINDOW w AS (PARTITION BY tenantid, k ORDER BY collected_at)),
-seen AS (SELECT tenantid, k, min(collected_at) AS first_seen_at, max(collected_at) AS last_seen_at,
+history AS (SELECT tenantid, account, k, collected_at, row_number() OVER w AS n {changes} FROM snapshots
+            WINDOW w AS (PARTITION BY tenantid, account, k ORDER BY collected_at)),
+seen AS (SELECT tenantid, account, k, min(collected_at) AS first_seen_at, max(collected_at) AS last_seen_at,
                 count(DISTINCT collected_at) AS snapshots_seen {changed}
          FROM history GROUP BY ALL),
 latest AS (SELECT * FROM snapshots
-           QUALIFY row_number() OVER (PARTITION BY tenantid, k ORDER BY collected_at DESC, updated_at DESC) = 1)
-SELECT latest.tenantid, latest.id, latest.raw_json, seen.* EXCLUDE (tenantid, k),
+           QUALIFY row_number() OVER (PARTITION BY tenantid, account, k
+                                      ORDER BY collected_at DESC, updated_at DESC) = 1)
+SELECT latest.tenantid, latest.id, latest.raw_json, seen.* EXCLUDE (tenantid, account, k),
        seen.last_seen_at = newest.newest AS in_latest_snapshot
-FROM latest JOIN seen USING (tenantid, k) JOIN newest USING (tenantid)
-ORDER BY latest.tenantid, latest.k
+FROM latest JOIN seen USING (tenantid, account, k) JOIN newest_snapshots newest USING (account)
+ORDER BY latest.tenantid, latest.account, latest.k
 """
 
 
@@ -161,7 +162,8 @@ def build_inventory(lake: Lake, inventory: Inventory, ctx: parsing.ParseContext,
     with lake.lock(inventory.table), lake.connect() as con:
         views = lake.register_views(con)
         raw = inventory.stream.raw_table
-        if raw not in views or not con.execute(f"SELECT count(*) FROM {raw}").fetchall()[0][0]:
+        accounts = lake.accounts(inventory.stream)
+        if raw not in views or not accounts or not con.execute(f"SELECT count(*) FROM {raw}").fetchall()[0][0]:
             return 0
         organizations = inventory_path(lake, ORGANIZATIONS_INVENTORY)
         with_names = organizations.exists() and inventory is not ORGANIZATIONS_INVENTORY
@@ -173,9 +175,11 @@ def build_inventory(lake: Lake, inventory: Inventory, ctx: parsing.ParseContext,
                       f"LEFT JOIN (SELECT DISTINCT tenantid, names FROM {orgs}) o ON o.tenantid = s.tenantid")
         with lake.atomic_path(final) as tmp:
             writer = None
-            # the newest snapshot from its file name: an empty snapshot (everything gone) still counts
-            newest = layout.snapshot_time(lake.snapshots(inventory.stream).files()[-1])
-            for batch in con.sql(_history_sql(inventory), params={"newest": newest}).to_arrow_reader(batch_rows):
+            # each account's newest snapshot from its file name: an empty one (everything gone) still counts
+            newest = pa.table({"account": accounts, "newest": [
+                layout.snapshot_time(lake.snapshots(inventory.stream, a).files()[-1]) for a in accounts]})
+            con.register("newest_snapshots", newest)
+            for batch in con.sql(_history_sql(inventory)).to_arrow_reader(batch_rows):
                 with con.cursor() as batch_con:  # a second connection: `con` is busy streaming the reader
                     parsed = parsing.normalize_records(inventory.stream.msg_class,
                                                        batch.column("raw_json").to_pylist(), ctx)

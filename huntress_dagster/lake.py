@@ -239,13 +239,36 @@ class Lake:
 
     # --- raw tables and quarantine -----------------------------------------------------------------
 
-    def walked(self, stream: Stream, scope: str | None = None) -> WalkedPartitions:
+    def walked(self, stream: Stream, account: str, scope: str | None = None) -> WalkedPartitions:
         from .raw_partitions import WalkedPartitions
-        return WalkedPartitions(self, stream, scope)
+        return WalkedPartitions(self, stream, account, scope)
 
-    def snapshots(self, stream: Stream) -> Snapshots:
+    def snapshots(self, stream: Stream, account: str) -> Snapshots:
         from .raw_partitions import Snapshots
-        return Snapshots(self, stream)
+        return Snapshots(self, stream, account)
+
+    def accounts(self, stream: Stream) -> list[str]:
+        """The accounts the lake holds raw data of, for a stream."""
+        base = self.root / stream.raw_table
+        return sorted(p.name.removeprefix("account=") for p in base.glob("account=*") if p.is_dir()) \
+            if base.exists() else []
+
+    def adopt_legacy_layout(self, account: str) -> int:
+        """Move a single-account lake of the first wave (no account= level) under `account`; returns the
+        directories moved. Parsed days are moved too, so alerts need no re-parse."""
+        moved = 0
+        with self.lock("layout"):
+            for pattern in layout.LEGACY_DAY_DIRS:
+                for day_dir in sorted(self.root.glob(pattern)):
+                    target = day_dir.parent / f"account={account}" / day_dir.name
+                    if not day_dir.is_dir() or target.exists():
+                        continue
+                    self.mkdir(target.parent)
+                    os.replace(day_dir, target)
+                    moved += 1
+        if moved:
+            log.warning("Moved %d day directories of the single-account layout under account=%s", moved, account)
+        return moved
 
     def quarantine_path(self, stream_name: str, collected_at: datetime, unique: str) -> Path:
         return self.root / layout.quarantine_file(stream_name, collected_at, unique)

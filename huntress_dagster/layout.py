@@ -1,8 +1,10 @@
 """Every path of the lake, relative to its root: files, globs, state and working directories (plain Python).
 
-    raw_<stream>/day=YYYY-MM-DD/data.parquet             walked streams: every version, by updated_at day
-    raw_<stream>/day=YYYY-MM-DD/snapshot-<ts>.parquet    snapshot streams: one file per snapshot (history)
-    parsed_syslog/msg_class=<class>/day=YYYY-MM-DD/data.parquet
+    raw_<stream>/account=<id>/day=YYYY-MM-DD/data.parquet           walked streams: every version, by day
+    raw_<stream>/account=<id>/day=YYYY-MM-DD/snapshot-<ts>.parquet  snapshot streams: one file per snapshot
+    parsed_syslog/msg_class=<class>/account=<id>/day=YYYY-MM-DD/data.parquet
+
+Every raw and parsed file belongs to one Huntress account (its id), so accounts never mix.
     alerts/part-NN.parquet, ocsf/detection_finding/part-NN.parquet   16 parts by Huntress id
     assets/data.parquet, ocsf/device_inventory_info/data.parquet
     _quarantine/stream=<stream>/<ts>-<id>.parquet         poison records, verbatim, with the reason
@@ -32,18 +34,23 @@ DEVICE_INVENTORY_FILE = "ocsf/device_inventory_info/data.parquet"
 USER_INVENTORY_FILE = "ocsf/user_inventory_info/data.parquet"
 
 
-def day_dir(stream: Stream, day: date) -> str:
-    return f"{stream.raw_table}/day={day.isoformat()}"
+def account_dir(stream: Stream, account: str) -> str:
+    return f"{stream.raw_table}/account={account}"
 
 
-def raw_day_file(stream: Stream, day: date) -> str:
-    """A walked stream's partition of one updated_at day."""
-    return f"{day_dir(stream, day)}/data.parquet"
+def day_dir(stream: Stream, account: str, day: date) -> str:
+    return f"{account_dir(stream, account)}/day={day.isoformat()}"
 
 
-def snapshot_file(stream: Stream, collected_at: datetime) -> str:
+def raw_day_file(stream: Stream, account: str, day: date) -> str:
+    """A walked stream's partition of one updated_at day of one account."""
+    return f"{day_dir(stream, account, day)}/data.parquet"
+
+
+def snapshot_file(stream: Stream, account: str, collected_at: datetime) -> str:
     """One snapshot of a snapshot stream, in the day it was taken."""
-    return f"{day_dir(stream, collected_at.date())}/snapshot-{collected_at.strftime(SNAPSHOT_STAMP)}.parquet"
+    return (f"{day_dir(stream, account, collected_at.date())}/"
+            f"snapshot-{collected_at.strftime(SNAPSHOT_STAMP)}.parquet")
 
 
 def snapshot_time(path: Path) -> datetime:
@@ -53,16 +60,25 @@ def snapshot_time(path: Path) -> datetime:
 SNAPSHOT_FILES = "snapshot-*.parquet"  # the snapshots of one day, in its day_dir
 
 
-def raw_glob(stream: Stream) -> str:
-    return f"{stream.raw_table}/day=*/" + ("data.parquet" if stream.is_walk else SNAPSHOT_FILES)
+def raw_glob(stream: Stream, account: str = "*") -> str:
+    return f"{account_dir(stream, account)}/day=*/" + ("data.parquet" if stream.is_walk else SNAPSHOT_FILES)
 
 
-def parsed_file(msg_class: str, day: date) -> str:
-    return f"parsed_syslog/msg_class={msg_class}/day={day.isoformat()}/data.parquet"
+def account_of(path: Path) -> str:
+    """The account a raw or parsed file belongs to (its `account=` directory)."""
+    return next(part.removeprefix("account=") for part in path.parts if part.startswith("account="))
+
+
+def parsed_file(msg_class: str, account: str, day: date) -> str:
+    return f"parsed_syslog/msg_class={msg_class}/account={account}/day={day.isoformat()}/data.parquet"
 
 
 def parsed_glob(msg_class: str = "*") -> str:
-    return f"parsed_syslog/msg_class={msg_class}/day=*/data.parquet"
+    return f"parsed_syslog/msg_class={msg_class}/account=*/day=*/data.parquet"
+
+
+# The layout of the first wave, one account and no account= level: moved under the account on first run.
+LEGACY_DAY_DIRS = [*(f"{stream.raw_table}/day=*" for stream in STREAMS), "parsed_syslog/msg_class=*/day=*"]
 
 
 def inventory_file(table: str) -> str:

@@ -40,16 +40,16 @@ class ParsedDayStats:
     quarantined: int = 0
 
 
-def parsed_path(lake: Lake, msg_class: str, day: date | str) -> Path:
-    return lake.root / layout.parsed_file(msg_class, as_date(day))
+def parsed_path(lake: Lake, msg_class: str, account: str, day: date | str) -> Path:
+    return lake.root / layout.parsed_file(msg_class, account, as_date(day))
 
 
-def raw_sources(lake: Lake, stream: Stream, day: date) -> list[Path]:
-    """The raw files a day of the stream's class is parsed from."""
+def raw_sources(lake: Lake, stream: Stream, account: str, day: date) -> list[Path]:
+    """The raw files a day of the stream's class of one account is parsed from."""
     if stream.is_walk:
-        path = lake.walked(stream).day_path(day)
+        path = lake.walked(stream, account).day_path(day)
         return [path] if path.exists() else []
-    return lake.snapshots(stream).files(day)
+    return lake.snapshots(stream, account).files(day)
 
 
 def _fingerprint(sources: list[Path], ctx: parsing.ParseContext) -> bytes:
@@ -79,22 +79,22 @@ def _with_remediations(raw: str, remediations_json: str | None) -> str:
         return raw  # not an object: the normalizer reports it, and it is quarantined
 
 
-def _write_parsed(lake: Lake, stream: Stream, day: date, ctx: parsing.ParseContext, stats: ParsedDayStats,
-                  batch_rows: int) -> None:
+def _write_parsed(lake: Lake, stream: Stream, account: str, day: date, ctx: parsing.ParseContext,
+                  stats: ParsedDayStats, batch_rows: int) -> None:
     msg_class = stream.msg_class
-    sources = raw_sources(lake, stream, day)
-    final = parsed_path(lake, msg_class, day)
+    sources = raw_sources(lake, stream, account, day)
+    final = parsed_path(lake, msg_class, account, day)
     if not sources:
         return
     fingerprint = _fingerprint(sources, ctx)
     if final.exists() and lake.file_metadata(final).get(SOURCE_FINGERPRINT) == fingerprint:
         stats.skipped.append(msg_class)
-        stats.rows[msg_class] = pq.read_metadata(final).num_rows
+        stats.rows[msg_class] = stats.rows.get(msg_class, 0) + pq.read_metadata(final).num_rows
         return
     columns = ["raw_json", "collected_at"] + (["remediations_json"] if stream.completes_remediations else [])
     schema = PARSED_SCHEMA.with_metadata({SOURCE_FINGERPRINT: fingerprint})
     count = 0
-    with lake.lock(f"parsed_syslog/{msg_class}/{day.isoformat()}"), lake.atomic_path(final) as tmp, \
+    with lake.lock(f"parsed_syslog/{msg_class}/{account}/{day.isoformat()}"), lake.atomic_path(final) as tmp, \
             pq.ParquetWriter(tmp, schema, compression="zstd") as writer, \
             QuarantineWriter(lake, stream.name, ctx.tenantid, datetime.now(timezone.utc)) as quarantine:
         for path in sources:
@@ -119,7 +119,7 @@ def _write_parsed(lake: Lake, stream: Stream, day: date, ctx: parsing.ParseConte
                     if level:
                         stats.parse_levels[level] = stats.parse_levels.get(level, 0) + 1
         stats.quarantined += quarantine.count
-    stats.rows[msg_class] = count
+    stats.rows[msg_class] = stats.rows.get(msg_class, 0) + count
 
 
 def build_parsed_syslog_day(lake: Lake, day: date | str, ctx: parsing.ParseContext,
@@ -128,7 +128,8 @@ def build_parsed_syslog_day(lake: Lake, day: date | str, ctx: parsing.ParseConte
     day = as_date(day)
     stats = ParsedDayStats(day=day.isoformat())
     for stream in STREAMS:
-        _write_parsed(lake, stream, day, ctx, stats, batch_rows)
+        for account in lake.accounts(stream):
+            _write_parsed(lake, stream, account, day, ctx, stats, batch_rows)
     return stats
 
 

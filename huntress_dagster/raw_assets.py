@@ -101,6 +101,14 @@ def prepare_lake(context: dg.AssetExecutionContext, lake: HuntressLakeResource) 
     return store, leftovers
 
 
+def account_key(huntress: HuntressResource, store: Lake, client: HuntressClient) -> str:
+    """The account this connection collects (its id: every raw file lives under account=<id>); a lake of
+    the single-account layout is moved under it first."""
+    account = str(account_facts(huntress, store, client)["id"])
+    store.adopt_legacy_layout(account)
+    return account
+
+
 def walk_failure(stream: Stream, stats: WalkStats, proven: set[date], days: list[date]) -> dg.Failure:
     """The run's failure after a walk the API broke: what was walked is committed, completeness is not."""
     unproven = sorted(d.isoformat() for d in set(days) - proven)
@@ -135,18 +143,19 @@ def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, ba
     def raw_walked(context: dg.AssetExecutionContext, config: WalkConfig, huntress: HuntressResource,
                    lake: HuntressLakeResource) -> dg.MaterializeResult:
         store, leftovers = prepare_lake(context, lake)
-        partitions = store.walked(stream, walk_scope(huntress.host_url, huntress.tenant, huntress.organization_ids))
         window = context.partition_time_window
         days = [date.fromisoformat(key) for key in context.partition_keys]
         overlap = timedelta(seconds=lake.overlap_seconds)
         # From when each day must be read (None: complete through its end); the walk covers the earliest.
-        needs = {d: day_start(d) if config.full_refresh else partitions.need(d, overlap) for d in days}
-        lower = min(filter(None, needs.values()), default=None)
         walk_started = datetime.now(timezone.utc)
         stats = WalkStats()
         proven = set(days)
         with huntress.get_client() as client, \
                 QuarantineWriter(store, stream.name, huntress.tenant, walk_started) as quarantine:
+            scope = walk_scope(huntress.host_url, huntress.tenant, huntress.organization_ids)
+            partitions = store.walked(stream, account_key(huntress, store, client), scope)
+            needs = {d: day_start(d) if config.full_refresh else partitions.need(d, overlap) for d in days}
+            lower = min(filter(None, needs.values()), default=None)
             if lower is None:
                 context.log.info("Every selected day is complete through its end: no walk needed")
                 commit = CommitStats()
@@ -165,7 +174,6 @@ def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, ba
                     proven = {d for d in days if needs[d] is None or (floor is not None and floor <= needs[d]
                                                                        and d.isoformat() not in stats.poisoned_days)}
                     commit = partitions.commit(days, staged, walk_started, proven)
-            account_facts(huntress, store, client)
             api = client_metadata(client)
         store.refresh_catalog()
         if stats.anomalies:
@@ -207,16 +215,15 @@ def snapshot_raw_asset(stream: Stream, banner: str) -> dg.AssetsDefinition:
     def raw_snapshot(context: dg.AssetExecutionContext, huntress: HuntressResource,
                      lake: HuntressLakeResource) -> dg.MaterializeResult:
         store, leftovers = prepare_lake(context, lake)
-        snapshots = store.snapshots(stream)
         collected_at = datetime.now(timezone.utc)
         stats = WalkStats()
         with huntress.get_client() as client, \
                 QuarantineWriter(store, stream.name, huntress.tenant, collected_at) as quarantine:
+            snapshots = store.snapshots(stream, account_key(huntress, store, client))
             rows = snapshot_stream(client, stream, tenantid=huntress.tenant,
                                    organization_ids=huntress.organization_ids, collected_at=collected_at,
                                    stats=stats, on_poison=quarantine)
             path, count = snapshots.write(log_progress(context, rows, stats, client, stream.raw_table), collected_at)
-            account_facts(huntress, store, client)
             api = client_metadata(client)
         store.refresh_catalog()
         changes = snapshots.compare(path)

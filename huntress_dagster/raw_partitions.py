@@ -60,19 +60,21 @@ def walk_scope(host_url: str, tenant: str, organization_ids: Iterable[int]) -> s
 
 
 class WalkedPartitions:
-    """The day partitions of one walked stream."""
+    """The day partitions of one walked stream of one account."""
 
-    def __init__(self, lake: Lake, stream: Stream, scope: str | None = None):
+    def __init__(self, lake: Lake, stream: Stream, account: str, scope: str | None = None):
         """`scope` (see `walk_scope`): watermarks of another scope count as none; None accepts any."""
         assert stream.is_walk, stream
-        self.lake, self.stream, self.scope = lake, stream, scope
+        self.lake, self.stream, self.account, self.scope = lake, stream, str(account), scope
 
     def day_path(self, day: date) -> Path:
-        return self.lake.root / layout.raw_day_file(self.stream, day)
+        return self.lake.root / layout.raw_day_file(self.stream, self.account, day)
+
+    def files(self) -> list[Path]:
+        return sorted(self.lake.root.glob(layout.raw_glob(self.stream, self.account)))
 
     def committed_days(self) -> list[date]:
-        return sorted(date.fromisoformat(p.parent.name.removeprefix("day="))
-                      for p in self.lake.files(self.stream.raw_table))
+        return sorted(date.fromisoformat(p.parent.name.removeprefix("day=")) for p in self.files())
 
     def complete_as_of(self, day: date) -> datetime | None:
         path = self.day_path(day)
@@ -163,7 +165,7 @@ class WalkedPartitions:
         if staged_files:
             self._count_versions(staged_files, stats)
         for day in sorted(days | set(staged)):
-            with self.lake.lock(f"{self.stream.raw_table}/{day.isoformat()}"):
+            with self.lake.lock(f"{self.stream.raw_table}/{self.account}/{day.isoformat()}"):
                 final = self.day_path(day)
                 previous = self.complete_as_of(day)
                 fresh = staged.get(day, [])
@@ -223,7 +225,7 @@ class WalkedPartitions:
             con.execute(f"COPY ({query}) TO {sql_literal(str(tmp))} {options}")
 
     def _count_versions(self, staged_files: list[Path], stats: CommitStats) -> None:
-        stored = self.lake.files(self.stream.raw_table)
+        stored = self.files()
         with self.lake.connect() as con:
             con.execute(f"CREATE TEMP TABLE walked AS SELECT DISTINCT id, updated_at "
                         f"FROM read_parquet({sql_files(staged_files)})")
@@ -244,14 +246,14 @@ class WalkedPartitions:
 
 
 class Snapshots:
-    """The snapshots of one snapshot stream: one file per collection, never overwritten (history)."""
+    """The snapshots of one snapshot stream of one account: one file per collection, never overwritten."""
 
-    def __init__(self, lake: Lake, stream: Stream):
+    def __init__(self, lake: Lake, stream: Stream, account: str):
         assert not stream.is_walk, stream
-        self.lake, self.stream = lake, stream
+        self.lake, self.stream, self.account = lake, stream, str(account)
 
     def write(self, rows: Iterable[dict[str, Any]], collected_at: datetime, batch_rows: int = 5_000) -> tuple[Path, int]:
-        final = self.lake.root / layout.snapshot_file(self.stream, collected_at)
+        final = self.lake.root / layout.snapshot_file(self.stream, self.account, collected_at)
         count = 0
         with self.lake.atomic_path(final) as tmp, pq.ParquetWriter(tmp, SNAPSHOT_SCHEMA, compression="zstd") as writer:
             batch: list[dict[str, Any]] = []
@@ -267,8 +269,8 @@ class Snapshots:
 
     def files(self, day: date | None = None) -> list[Path]:
         if day is None:
-            return self.lake.files(self.stream.raw_table)
-        return sorted((self.lake.root / layout.day_dir(self.stream, day)).glob(layout.SNAPSHOT_FILES))
+            return sorted(self.lake.root.glob(layout.raw_glob(self.stream, self.account)))
+        return sorted((self.lake.root / layout.day_dir(self.stream, self.account, day)).glob(layout.SNAPSHOT_FILES))
 
     def newest_time(self) -> datetime | None:
         files = self.files()
@@ -296,5 +298,6 @@ def catch_up_start(lake: Lake, streams: Iterable[Stream], today: date, max_days:
     """Where an incremental run starts: yesterday, or the earliest day of the last `max_days` that a walked
     stream left incomplete (so a day cut short by an outage is read again by the next scheduled run)."""
     floor = today - timedelta(days=max_days)
-    incomplete = [day for stream in streams for day in lake.walked(stream).incomplete_days(today) if day >= floor]
+    incomplete = [day for stream in streams for account in lake.accounts(stream)
+                  for day in lake.walked(stream, account).incomplete_days(today) if day >= floor]
     return min([today - timedelta(days=1), *incomplete])

@@ -45,6 +45,11 @@ class Pipeline:
     def lake(self) -> Lake:
         return Lake(self.lake_dir)
 
+    @property
+    def account(self) -> str:
+        """The simulated account's id: its raw and parsed files live under account=<id>."""
+        return str(self.server.world.config.account_id)
+
     def run_incidents(self, first: date | None = None, last: date | None = None,
                       full_refresh: bool = False, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
         tags = range_tags(first or start_day(), last or today())

@@ -50,7 +50,7 @@ def committed_ids(pipeline, stream: Stream) -> set[int]:
 
 def assert_only_days_above_the_walk_are_complete(pipeline, stream: Stream) -> None:
     """A broken walk proves only the days wholly newer than the lowest updated_at it saw."""
-    partitions = pipeline.lake.walked(stream)
+    partitions = pipeline.lake.walked(stream, pipeline.account)
     oldest = pipeline.query(f"SELECT min(updated_at) FROM {stream.raw_table}")[0][0]
     for day in partitions.committed_days():
         assert partitions.complete_as_of(day) is None or day > oldest.date(), day
@@ -117,7 +117,7 @@ def test_repeats_on_a_page_are_stored_once_and_the_alerts_check_passes(simulator
 def test_a_lake_already_holding_a_repeated_version_heals_on_the_next_run(simulator, tmp_path, stream):
     pipeline = make_pipeline(simulator, tmp_path)
     assert pipeline.run_incidents().success
-    partitions = pipeline.lake.walked(stream)
+    partitions = pipeline.lake.walked(stream, pipeline.account)
     day = max(d for d in partitions.committed_days() if pq.read_metadata(partitions.day_path(d)).num_rows >= 3)
     path = partitions.day_path(day)
     table, metadata = pq.read_table(path), pq.read_metadata(path).metadata
@@ -178,7 +178,7 @@ def test_records_out_of_order_prove_nothing_and_fail_the_run(simulator, make_hos
     result = pipeline.run_incidents(raise_on_error=False)
     assert not result.success
     assert "not in descending order" in str(result.failure_data_for_node(stream.raw_table).error)
-    partitions = pipeline.lake.walked(stream)
+    partitions = pipeline.lake.walked(stream, pipeline.account)
     assert all(partitions.complete_as_of(day) is None for day in partitions.committed_days())
     hostile.fault = None
     assert pipeline.run_incidents().success

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from huntress_dagster.lake import Lake
@@ -31,7 +32,7 @@ def test_staging_holds_at_most_a_batch_across_days_and_keeps_every_row(tmp_path,
 
     stage_dir = (tmp_path / "stage")
     stage_dir.mkdir()
-    staged = lake.walked(INCIDENT_REPORTS).stage(walk(), stage_dir, batch_rows=700)
+    staged = lake.walked(INCIDENT_REPORTS, "1").stage(walk(), stage_dir, batch_rows=700)
 
     assert set(staged) == {row["updated_at"].date() for row in rows}
     stored = []
@@ -42,3 +43,20 @@ def test_staging_holds_at_most_a_batch_across_days_and_keeps_every_row(tmp_path,
             stored += table.column("id").to_pylist()
     assert sorted(stored) == list(range(5_000))
     assert most_held < 700  # across all days, not 700 per day
+
+
+def test_a_single_account_lake_of_the_first_wave_is_moved_under_its_account(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    legacy = [lake.root / "raw_incidents" / "day=2026-11-01" / "data.parquet",
+              lake.root / "raw_agents" / "day=2026-11-01" / "snapshot-20261101T000000000000Z.parquet",
+              lake.root / "parsed_syslog" / "msg_class=huntress_incident_report" / "day=2026-11-01" / "data.parquet"]
+    for path in legacy:
+        path.parent.mkdir(parents=True)
+        pq.write_table(pa.table({"id": [1]}), path)
+    assert lake.adopt_legacy_layout("4242") == 3
+    assert not any(path.exists() for path in legacy)
+    assert (lake.root / "raw_incidents" / "account=4242" / "day=2026-11-01" / "data.parquet").exists()
+    assert (lake.root / "parsed_syslog" / "msg_class=huntress_incident_report" / "account=4242" / "day=2026-11-01"
+            / "data.parquet").exists()
+    assert lake.accounts(INCIDENT_REPORTS) == ["4242"]
+    assert lake.adopt_legacy_layout("4242") == 0  # nothing left to move

@@ -241,8 +241,9 @@ def test_cli_partition_range_is_one_walk_and_writes_every_partition(make_simulat
     assert out.returncode == 0, out.stderr[-3000:]
     lake = Lake(tmp_path / "lake")
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-    assert all(lake.walked(INCIDENT_REPORTS).day_path(d).exists() for d in days)
-    assert not lake.walked(INCIDENT_REPORTS).day_path(last + timedelta(days=1)).exists()
+    account = str(server.world.config.account_id)
+    assert all(lake.walked(INCIDENT_REPORTS, account).day_path(d).exists() for d in days)
+    assert not lake.walked(INCIDENT_REPORTS, account).day_path(last + timedelta(days=1)).exists()
     truth = admin(server, "truth/incidents")["incident_reports"]
     newer_than_first = sum(1 for r in truth if parse_api_time(r["updated_at"]).date() >= first)
     walk = [e for e in admin(server, "requests")["requests"] if e["path"] == "/v1/incident_reports"]
@@ -339,7 +340,7 @@ def test_schedules_request_the_right_partitions(simulator, tmp_path):
 def test_a_day_an_outage_left_incomplete_is_flagged_and_read_again_by_the_next_scheduled_run(simulator, tmp_path):
     pipeline = make_pipeline(simulator, tmp_path)
     assert pipeline.run_incidents().success
-    partitions = pipeline.lake.walked(INCIDENT_REPORTS)
+    partitions = pipeline.lake.walked(INCIDENT_REPORTS, pipeline.account)
     day = today() - timedelta(days=4)
     path = partitions.day_path(day)
     # as if collection stopped at noon that day and resumed days later: the watermark stops mid-day
