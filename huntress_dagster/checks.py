@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 
+from . import layout
 from .alerts import TABLE_KEY_COLUMNS
 from .lake import Lake
 from .resources import HuntressLakeResource
@@ -44,7 +45,7 @@ def _gaps(committed: list[date], today: date | None) -> list[str]:
 
 def quarantined_records(lake: Lake, stream: str, limit: int = 10) -> tuple[int, list[str]]:
     """How many records of `stream` sit in the quarantine, and the first few named with their reason."""
-    files = [str(p) for p in lake.files("_quarantine") if p.parent.name == f"stream={stream}"]
+    files = [str(p) for p in lake.quarantine_files(stream)]
     if not files:
         return 0, []
     with lake.connect() as con:
@@ -63,7 +64,7 @@ def quarantine_check(stream: Stream) -> dg.AssetChecksDefinition:
                     description=f"No {stream.label} record sits in the quarantine. A record that cannot be keyed "
                                 "or normalized is kept verbatim in the _quarantine table with its reason while the "
                                 "rest is committed; inspect it, then delete its file under "
-                                f"_quarantine/stream={stream.name}/ to acknowledge it.")
+                                f"{layout.quarantine_dir(stream.name)}/ to acknowledge it.")
     def check(lake: HuntressLakeResource) -> dg.AssetCheckResult:
         total, named = quarantined_records(lake.get_lake(), stream.name)
         return dg.AssetCheckResult(

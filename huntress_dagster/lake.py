@@ -273,6 +273,9 @@ class Lake:
     def quarantine_path(self, stream_name: str, collected_at: datetime, unique: str) -> Path:
         return self.root / layout.quarantine_file(stream_name, collected_at, unique)
 
+    def quarantine_files(self, stream_name: str) -> list[Path]:
+        return sorted((self.root / layout.quarantine_dir(stream_name)).glob("*.parquet"))
+
     # --- catalog ----------------------------------------------------------------------------------
 
     def view_sql(self, table: str) -> str | None:

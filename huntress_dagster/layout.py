@@ -94,8 +94,12 @@ def findings_part(bucket: int) -> str:
     return f"ocsf/detection_finding/part-{bucket:02d}.parquet"
 
 
+def quarantine_dir(stream_name: str) -> str:
+    return f"_quarantine/stream={stream_name}"
+
+
 def quarantine_file(stream_name: str, collected_at: datetime, unique: str) -> str:
-    return f"_quarantine/stream={stream_name}/{collected_at.strftime(SNAPSHOT_STAMP)}-{unique}.parquet"
+    return f"{quarantine_dir(stream_name)}/{collected_at.strftime(SNAPSHOT_STAMP)}-{unique}.parquet"
 
 
 def lock_file(name: str) -> str:

@@ -71,7 +71,7 @@ class QuarantineWriter:
 
     def _already_held(self, raw_json: str) -> bool:
         if self._held is None:
-            files = [str(p) for p in self.lake.files("_quarantine") if p.parent.name == f"stream={self.stream}"]
+            files = [str(p) for p in self.lake.quarantine_files(self.stream)]
             self._held = set()
             if files:
                 with self.lake.connect() as con:
