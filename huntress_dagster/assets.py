@@ -2,10 +2,11 @@
 inventories and alerts live in the plain modules."""
 
 
+import dataclasses
 import json
 import dagster as dg
 
-from . import parsing
+from . import layout, parsing
 from .alerts import build_alerts
 from .inventory import INVENTORIES, ORGANIZATIONS_INVENTORY, Inventory, build_inventory
 from .lake import Lake
@@ -22,6 +23,24 @@ def parse_context(huntress: HuntressResource, lake_resource: HuntressLakeResourc
         account_subdomain=account.get("subdomain"), keep_max_bytes=lake_resource.keep_body_max_bytes,
         full_max_bytes=lake_resource.full_parse_max_bytes,
         excluded_indicator_domains=tuple(lake_resource.excluded_indicator_domains))
+
+
+def parse_contexts(huntress: HuntressResource, lake_resource: HuntressLakeResource, lake: Lake
+                   ) -> dict[str, parsing.ParseContext]:
+    """The parse context of every account the connection reaches (a customer account's tenant and names),
+    by account id; "*" (the key's own account) for any other."""
+    own = parse_context(huntress, lake_resource, lake)
+    contexts = {"*": own}
+    try:
+        accounts = json.loads((lake.root / layout.ACCOUNTS_STATE).read_text())["accounts"]
+    except (OSError, ValueError, KeyError):
+        return contexts
+    for account in accounts:
+        if account.get("customer"):
+            contexts[str(account["account_id"])] = dataclasses.replace(
+                own, tenantid=account["tenantid"], tenant_name=account.get("name") or account["tenantid"],
+                account_subdomain=account.get("subdomain"))
+    return contexts
 
 
 def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "") -> list[dg.AssetsDefinition]:
@@ -44,11 +63,11 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
     def parsed_syslog(context: dg.AssetExecutionContext, huntress: HuntressResource,
                       lake: HuntressLakeResource) -> dg.MaterializeResult:
         store = lake.get_lake()
-        ctx = parse_context(huntress, lake, store)
+        contexts = parse_contexts(huntress, lake, store)
         totals: dict[str, int] = {s.msg_class: 0 for s in STREAMS}
         levels: dict[str, int] = {}
         skipped = quarantined = 0
-        for day_stats in build_parsed_syslog_days(store, list(context.partition_keys), ctx,
+        for day_stats in build_parsed_syslog_days(store, list(context.partition_keys), contexts,
                                                   workers=lake.parse_worker_count()):
             for msg_class, count in day_stats.rows.items():
                 totals[msg_class] += count

@@ -28,6 +28,7 @@ STAGING_DIR = "_staging"
 LOCKS_DIR = "_locks"
 SPILL_DIR = "_tmp/duckdb"
 ACCOUNT_STATE = f"{STATE_DIR}/account.json"
+ACCOUNTS_STATE = f"{STATE_DIR}/accounts.json"  # the accounts a connection reaches, from the last discovery
 ALERTS_STATE = "alerts/_built_from.json"
 ASSETS_FILE = "assets/data.parquet"  # the agents' inventory (see inventory_file)
 DEVICE_INVENTORY_FILE = "ocsf/device_inventory_info/data.parquet"

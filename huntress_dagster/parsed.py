@@ -122,25 +122,29 @@ def _write_parsed(lake: Lake, stream: Stream, account: str, day: date, ctx: pars
     stats.rows[msg_class] = stats.rows.get(msg_class, 0) + count
 
 
-def build_parsed_syslog_day(lake: Lake, day: date | str, ctx: parsing.ParseContext,
+Contexts = dict[str, parsing.ParseContext]  # by account id; "*" for an account not listed
+
+
+def build_parsed_syslog_day(lake: Lake, day: date | str, contexts: Contexts,
                             batch_rows: int = 2_000) -> ParsedDayStats:
-    """Normalize one day of every stream: versions updated that day, and snapshots taken that day."""
+    """Normalize one day of every stream of every account: versions updated that day, and snapshots taken
+    that day, each with its account's context (tenant, names)."""
     day = as_date(day)
     stats = ParsedDayStats(day=day.isoformat())
     for stream in STREAMS:
         for account in lake.accounts(stream):
-            _write_parsed(lake, stream, account, day, ctx, stats, batch_rows)
+            _write_parsed(lake, stream, account, day, contexts.get(account, contexts["*"]), stats, batch_rows)
     return stats
 
 
-def build_parsed_syslog_days(lake: Lake, days: list[date | str], ctx: parsing.ParseContext,
+def build_parsed_syslog_days(lake: Lake, days: list[date | str], contexts: Contexts,
                              workers: int = 1) -> Iterator[ParsedDayStats]:
     """Normalize several days, in parallel processes when `workers` > 1: parsing is CPU-bound and each day
     is an independent file, so a backfill scales with the cores (memory: one batch per worker)."""
     workers = min(workers, len(days))
     if workers <= 1:
-        yield from (build_parsed_syslog_day(lake, day, ctx) for day in days)
+        yield from (build_parsed_syslog_day(lake, day, contexts) for day in days)
         return
     # spawn, not fork: the caller may be a threaded Dagster run worker.
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield from pool.map(build_parsed_syslog_day, [lake] * len(days), days, [ctx] * len(days))
+        yield from pool.map(build_parsed_syslog_day, [lake] * len(days), days, [contexts] * len(days))

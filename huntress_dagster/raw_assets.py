@@ -2,6 +2,7 @@
 I/O live in the plain modules (collect.py, raw_partitions.py)."""
 
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterable, Iterator
@@ -14,6 +15,8 @@ from pydantic import Field
 from . import layout
 from .client import HuntressClient
 from .collect import WalkStats, snapshot_stream, walk_stream
+from .connections import Account, Connection, discover_accounts
+from .errors import HuntressError
 from .lake import Lake, day_start, sql_literal
 from .quarantine import QuarantineWriter
 from .raw_partitions import CommitStats, walk_scope
@@ -101,12 +104,30 @@ def prepare_lake(context: dg.AssetExecutionContext, lake: HuntressLakeResource) 
     return store, leftovers
 
 
-def account_key(huntress: HuntressResource, store: Lake, client: HuntressClient) -> str:
-    """The account this connection collects (its id: every raw file lives under account=<id>); a lake of
-    the single-account layout is moved under it first."""
-    account = str(account_facts(huntress, store, client)["id"])
-    store.adopt_legacy_layout(account)
-    return account
+def accounts_for(huntress: HuntressResource, store: Lake, client: HuntressClient) -> list[Account]:
+    """The accounts this connection reaches: its own, then a reseller's customer accounts (`/v1/accounts`),
+    discovered at most every `account_discovery_seconds` (cached in the lake), so an account added at
+    Huntress is collected from the next discovery on. A lake of the single-account layout is moved under the
+    own account first."""
+    path = store.root / layout.ACCOUNTS_STATE
+    try:
+        cached = json.loads(path.read_text())
+        age = datetime.now(timezone.utc) - datetime.fromisoformat(cached["discovered_at"])
+        if cached.get("host_url") == huntress.host_url and cached.get("tenant") == huntress.tenant \
+                and age.total_seconds() < huntress.account_discovery_seconds:
+            accounts = [Account(**a) for a in cached["accounts"]]
+            return accounts
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    connection = Connection(name="default", api_key_env="HUNTRESS_API_KEY", api_secret_env="HUNTRESS_API_SECRET",
+                            host_url=huntress.host_url, tenant=huntress.tenant)
+    accounts = discover_accounts(client, connection)
+    store.adopt_legacy_layout(str(accounts[0].account_id))
+    with store.atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"host_url": huntress.host_url, "tenant": huntress.tenant,
+                                   "discovered_at": datetime.now(timezone.utc).isoformat(),
+                                   "accounts": [dataclasses.asdict(a) for a in accounts]}))
+    return accounts
 
 
 def walk_failure(stream: Stream, stats: WalkStats, proven: set[date], days: list[date]) -> dg.Failure:
@@ -123,6 +144,47 @@ def walk_failure(stream: Stream, stats: WalkStats, proven: set[date], days: list
 def quarantine_metadata(quarantine: QuarantineWriter) -> dict[str, Any]:
     return {"records_quarantined": quarantine.count,
             "quarantined": "\n".join(quarantine.named) if quarantine.named else "none"}
+
+
+@dataclasses.dataclass
+class AccountWalk:
+    account: Account
+    stats: WalkStats
+    commit: CommitStats
+    proven: set[date]
+    lower: datetime | None
+
+
+def walk_account(context: dg.AssetExecutionContext, stream: Stream, config: WalkConfig, huntress: HuntressResource,
+                 lake: HuntressLakeResource, store: Lake, client: HuntressClient, account: Account, days: list[date],
+                 upper: datetime, walk_started: datetime, quarantine: QuarantineWriter) -> AccountWalk:
+    """One walk of one account's stream over `days`, committed; completeness only for the days it proved."""
+    organization_ids = [] if account.customer else huntress.organization_ids  # ids of the key's own account
+    scope = walk_scope(huntress.host_url, account.tenantid, organization_ids)
+    partitions = store.walked(stream, str(account.account_id), scope)
+    overlap = timedelta(seconds=lake.overlap_seconds)
+    # From when each day must be read (None: complete through its end); the walk covers the earliest.
+    needs = {d: day_start(d) if config.full_refresh else partitions.need(d, overlap) for d in days}
+    lower = min(filter(None, needs.values()), default=None)
+    stats = WalkStats()
+    if lower is None:
+        context.log.info(f"Account {account.account_id}: every selected day is complete through its end")
+        return AccountWalk(account, stats, CommitStats(), set(days), None)
+    context.log.info(f"Walking {stream.label} of account {account.account_id} ({account.tenantid}) updated in "
+                     f"[{lower.isoformat()}, {upper.isoformat()}) for {len(days)} day partition(s) "
+                     f"({huntress.describe()})")
+    known = partitions.stored_remediations(days) if stream.completes_remediations else {}
+    rows = walk_stream(client, stream, tenantid=account.tenantid, lower_bound=lower, upper_bound=upper,
+                       organization_ids=organization_ids, known_complete=lambda i, u: known.get((i, u)),
+                       collected_at=walk_started, stats=stats, on_poison=quarantine, path_prefix=account.path_prefix)
+    with store.staging() as stage_dir:
+        staged = partitions.stage(log_progress(context, rows, stats, client, stream.raw_table), stage_dir)
+        # A day is complete as of this walk only if the walk proved everything it needed.
+        floor = stats.proven_down_to
+        proven = {d for d in days if needs[d] is None or (floor is not None and floor <= needs[d]
+                                                           and d.isoformat() not in stats.poisoned_days)}
+        commit = partitions.commit(days, staged, walk_started, proven)
+    return AccountWalk(account, stats, commit, proven, lower)
 
 
 def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, banner: str) -> dg.AssetsDefinition:
@@ -145,50 +207,45 @@ def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, ba
         store, leftovers = prepare_lake(context, lake)
         window = context.partition_time_window
         days = [date.fromisoformat(key) for key in context.partition_keys]
-        overlap = timedelta(seconds=lake.overlap_seconds)
-        # From when each day must be read (None: complete through its end); the walk covers the earliest.
         walk_started = datetime.now(timezone.utc)
-        stats = WalkStats()
-        proven = set(days)
+        walks, failures = [], []
         with huntress.get_client() as client, \
                 QuarantineWriter(store, stream.name, huntress.tenant, walk_started) as quarantine:
-            scope = walk_scope(huntress.host_url, huntress.tenant, huntress.organization_ids)
-            partitions = store.walked(stream, account_key(huntress, store, client), scope)
-            needs = {d: day_start(d) if config.full_refresh else partitions.need(d, overlap) for d in days}
-            lower = min(filter(None, needs.values()), default=None)
-            if lower is None:
-                context.log.info("Every selected day is complete through its end: no walk needed")
-                commit = CommitStats()
-            else:
-                context.log.info(f"Walking {stream.label} updated in [{lower.isoformat()}, {window.end.isoformat()}) "
-                                 f"for {len(days)} day partition(s) ({huntress.describe()})")
-                known = partitions.stored_remediations(days) if stream.completes_remediations else {}
-                rows = walk_stream(client, stream, tenantid=huntress.tenant, lower_bound=lower,
-                                   upper_bound=window.end, organization_ids=huntress.organization_ids,
-                                   known_complete=lambda i, u: known.get((i, u)),
-                                   collected_at=walk_started, stats=stats, on_poison=quarantine)
-                with store.staging() as stage_dir:
-                    staged = partitions.stage(log_progress(context, rows, stats, client, stream.raw_table), stage_dir)
-                    # A day is complete as of this walk only if the walk proved everything it needed.
-                    floor = stats.proven_down_to
-                    proven = {d for d in days if needs[d] is None or (floor is not None and floor <= needs[d]
-                                                                       and d.isoformat() not in stats.poisoned_days)}
-                    commit = partitions.commit(days, staged, walk_started, proven)
+            for account in (a for a in accounts_for(huntress, store, client) if a.serves(stream)):
+                try:  # one account's failure (401, 403, a 5xx storm) never stops the others
+                    walks.append(walk_account(context, stream, config, huntress, lake, store, client, account, days,
+                                              window.end, walk_started, quarantine))
+                except HuntressError as exc:
+                    context.log.error(f"{stream.label} of account {account.account_id} ({account.tenantid}): {exc}")
+                    failures.append(f"account {account.account_id} ({account.tenantid}): {exc}")
             api = client_metadata(client)
         store.refresh_catalog()
-        if stats.anomalies:
-            raise walk_failure(stream, stats, proven, days)
-        context.log.info(f"Committed {len(days)} day(s) of {stream.label}: {stats.records_in_window} versions walked "
-                         f"({commit.new} new, {commit.updated} updated, {commit.unchanged} unchanged) with "
-                         f"{api['api_requests']} API requests")
+        for walk in walks:
+            if walk.stats.anomalies:
+                raise walk_failure(stream, walk.stats, walk.proven, days)
+        if failures:
+            raise dg.Failure(description=f"{stream.label}: {len(failures)} account(s) failed, "
+                                         f"{len(walks)} committed: " + " | ".join(failures),
+                             metadata={"failed_accounts": "\n".join(failures), "committed_accounts": len(walks)})
+        stats, commit = WalkStats(), CommitStats()
+        for walk in walks:
+            for name in ("records_walked", "records_in_window", "pages", "duplicates_skipped",
+                         "remediation_completions"):
+                setattr(stats, name, getattr(stats, name) + getattr(walk.stats, name))
+            for name in ("new", "updated", "unchanged", "rows_written"):
+                setattr(commit, name, getattr(commit, name) + getattr(walk.commit, name))
+        lowers = [w.lower for w in walks if w.lower]
+        context.log.info(f"Committed {len(days)} day(s) of {stream.label} for {len(walks)} account(s): "
+                         f"{stats.records_in_window} versions walked ({commit.new} new, {commit.updated} updated, "
+                         f"{commit.unchanged} unchanged) with {api['api_requests']} API requests")
         # try(): raw JSON keeps a lone surrogate escape (\ud800) as the API sent it, which DuckDB's JSON
         # functions reject; parsed_syslog holds such strings replaced.
         newest = store.preview(f"""
-            SELECT id, updated_at, try(json_extract_string(raw_json, '$.status')) AS status, organization_id
+            SELECT account, id, updated_at, try(json_extract_string(raw_json, '$.status')) AS status, organization_id
             FROM {stream.raw_table} WHERE day BETWEEN '{days[0]}' AND '{days[-1]}' ORDER BY updated_at DESC""")
         return dg.MaterializeResult(metadata={
-            "walk_lower_bound": lower.isoformat() if lower else "none (complete)",
-            "walk_upper_bound": window.end.isoformat(),
+            "walk_lower_bound": min(lowers).isoformat() if lowers else "none (complete)",
+            "walk_upper_bound": window.end.isoformat(), "accounts": len(walks),
             "records_walked": stats.records_walked, "versions_in_window": stats.records_in_window,
             "new": commit.new, "updated": commit.updated, "unchanged": commit.unchanged,
             "rows_in_partitions": commit.rows_written, "pages": stats.pages,
@@ -196,7 +253,7 @@ def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, ba
             "remediation_lists_completed": stats.remediation_completions, **quarantine_metadata(quarantine),
             "leftovers_removed_bytes": leftovers["bytes"],
             "demo_mode": huntress.demo_mode, **api,
-            "preview": markdown_table(newest, ["id", "updated_at", "status", "organization_id"]),
+            "preview": markdown_table(newest, ["account", "id", "updated_at", "status", "organization_id"]),
         })
 
     return raw_walked
@@ -219,22 +276,40 @@ def snapshot_raw_asset(stream: Stream, banner: str) -> dg.AssetsDefinition:
         stats = WalkStats()
         with huntress.get_client() as client, \
                 QuarantineWriter(store, stream.name, huntress.tenant, collected_at) as quarantine:
-            snapshots = store.snapshots(stream, account_key(huntress, store, client))
-            rows = snapshot_stream(client, stream, tenantid=huntress.tenant,
-                                   organization_ids=huntress.organization_ids, collected_at=collected_at,
-                                   stats=stats, on_poison=quarantine)
-            path, count = snapshots.write(log_progress(context, rows, stats, client, stream.raw_table), collected_at)
+            written, failures = [], []
+            for account in (a for a in accounts_for(huntress, store, client) if a.serves(stream)):
+                snapshots = store.snapshots(stream, str(account.account_id))
+                try:  # one account's failure never stops the others
+                    rows = snapshot_stream(client, stream, tenantid=account.tenantid,
+                                           organization_ids=[] if account.customer else huntress.organization_ids,
+                                           collected_at=collected_at, stats=stats, on_poison=quarantine,
+                                           path_prefix=account.path_prefix)
+                    written.append((snapshots, *snapshots.write(
+                        log_progress(context, rows, stats, client, stream.raw_table), collected_at)))
+                except HuntressError as exc:
+                    context.log.error(f"{stream.label} of account {account.account_id} ({account.tenantid}): {exc}")
+                    failures.append(f"account {account.account_id} ({account.tenantid}): {exc}")
             api = client_metadata(client)
         store.refresh_catalog()
-        changes = snapshots.compare(path)
-        context.log.info(f"Snapshot of {count} {stream.label} written to {path.name} with {api['api_requests']} "
-                         f"requests; versus the previous snapshot: {changes}")
+        if failures:
+            raise dg.Failure(description=f"{stream.label}: {len(failures)} account(s) failed, "
+                                         f"{len(written)} snapshot(s) written: " + " | ".join(failures),
+                             metadata={"failed_accounts": "\n".join(failures), "snapshots_written": len(written)})
+        changes: dict[str, int] = {"new": 0, "updated": 0, "unchanged": 0, "removed": 0}
+        for snapshots, path, _ in written:
+            for name, value in snapshots.compare(path).items():
+                changes[name] += value
+        count = sum(n for _, _, n in written)
+        context.log.info(f"Snapshot of {count} {stream.label} of {len(written)} account(s) with "
+                         f"{api['api_requests']} requests; versus the previous snapshots: {changes}")
+        files = ", ".join(sql_literal(str(path)) for _, path, _ in written)
         newest = store.preview(f"""
-            SELECT id, organization_id, updated_at FROM read_parquet({sql_literal(str(path))})
-            ORDER BY updated_at DESC NULLS LAST""")
+            SELECT id, organization_id, updated_at FROM read_parquet([{files}])
+            ORDER BY updated_at DESC NULLS LAST""") if written else []
         return dg.MaterializeResult(metadata={
-            stream.name: count, **changes, "snapshot": str(path.relative_to(store.root)), "pages": stats.pages,
-            "snapshots_kept": len(snapshots.files()), "demo_mode": huntress.demo_mode, **api,
+            stream.name: count, **changes, "accounts": len(written), "pages": stats.pages,
+            "snapshots": ", ".join(str(path.relative_to(store.root)) for _, path, _ in written),
+            "demo_mode": huntress.demo_mode, **api,
             **quarantine_metadata(quarantine), "leftovers_removed_bytes": leftovers["bytes"],
             "preview": markdown_table(newest, ["id", "organization_id", "updated_at"]),
         })

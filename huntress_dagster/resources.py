@@ -29,6 +29,8 @@ class HuntressResource(dg.ConfigurableResource):
         default_factory=default_rate_limit_state,
         description="SQLite file of the request log shared by every process using this account")
     demo_mode: bool = Field(default=False, description="True when talking to the bundled simulator")
+    account_discovery_seconds: float = Field(default=3600.0, description="How often the accounts a reseller key "
+                                             "reaches are listed again (GET /v1/accounts)")
     # Retry tuning; tests shorten these against a fast simulator.
     backoff_base_seconds: float = 1.0
     backoff_max_seconds: float = 60.0

@@ -97,3 +97,38 @@ def test_a_key_that_is_not_a_resellers_reaches_only_its_own_account(simulator):
     with make_client(simulator) as client:
         [own] = discover_accounts(client, Connection(name="direct", api_key_env="K", api_secret_env="S"))
     assert not own.customer and own.path_prefix == "" and own.tenantid == own.subdomain
+
+
+@pytest.mark.filterwarnings("ignore::dagster.BetaWarning", "ignore::dagster.PreviewWarning")
+def test_a_reseller_key_collects_every_customer_account_apart_and_a_new_one_from_the_next_discovery(
+        make_simulator, tmp_path):
+    from .dagster_helpers import make_pipeline
+
+    server = make_simulator({"customer_accounts": 3, "incidents": 120, "signals": 100})
+    pipeline = make_pipeline(server, tmp_path, account_discovery_seconds=0)
+    assert pipeline.run_agents().success and pipeline.run_incidents().success
+
+    def expected(account_id: int, tenant: str, own: bool) -> set[tuple]:
+        incidents = {(tenant, "huntress_incident_report", r["id"], r["organization_id"], account_id)
+                     for r in admin(server, f"truth/incidents?account_id={account_id}")["incident_reports"]}
+        escalations = {(tenant, "huntress_escalation", r["id"], org, account_id)
+                       for r in admin(server, "truth/escalations")["escalations"] for org in r["organization_ids"]}
+        return incidents | (escalations if own else set())  # escalations: only with the account's own key
+
+    def collected() -> set[tuple]:
+        rows = pipeline.query("SELECT tenantid, msg_class, huntress_id, organization_id, account_id FROM alerts")
+        assert len(rows) == len(set(rows))
+        return set(rows)
+
+    customers = admin(server, "truth/accounts")["accounts"]
+    own_id = server.world.config.account_id
+    want = expected(own_id, "default", own=True)
+    for customer in customers:
+        want |= expected(customer["id"], customer["subdomain"], own=False)
+    assert collected() == want  # every account's alerts, with its own account_id and tenant (its subdomain)
+    agents = dict(pipeline.query("SELECT account_id, count(*) FROM assets GROUP BY 1"))
+    assert set(agents) == {own_id, *(c["id"] for c in customers)}
+
+    added = admin(server, "accounts/add", {"name": "Initech Dental"})["account"]
+    assert pipeline.run_incidents().success  # no configuration change: found by the next discovery
+    assert expected(added["id"], added["subdomain"], own=False) <= collected()
