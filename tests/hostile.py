@@ -35,6 +35,7 @@ class HostileProxy:
         self.collection = collection
         self.fault: str | None = None
         self.held_back: dict | None = None  # "out_of_order": a record moved to a later page
+        self.forbidden_prefix: str | None = None  # paths under it answer 403 (a permission the key lacks)
         self.requests: list[str] = []  # paths+queries of /v1 requests served
         self._http = httpx.Client(timeout=30)
         self._lock = threading.Lock()
@@ -106,6 +107,9 @@ class _Handler(BaseHTTPRequestHandler):
             proxy.requests.append(self.path)
         if parts.path.endswith("/" + proxy.collection):
             query["limit"] = str(min(int(query.get("limit", 500)), proxy.page_limit))
+        if proxy.forbidden_prefix and parts.path.startswith(proxy.forbidden_prefix):
+            self._answer(403, json.dumps({"status": 403, "error": "Forbidden"}).encode())
+            return
         if proxy.fault == "empty_pages_with_token" and "page_token" in query:  # tokens upstream never issued
             self._answer(200, json.dumps({proxy.collection: [],
                                           "pagination": {"next_page_token": uuid.uuid4().hex}}).encode())

@@ -132,3 +132,29 @@ def test_a_reseller_key_collects_every_customer_account_apart_and_a_new_one_from
     added = admin(server, "accounts/add", {"name": "Initech Dental"})["account"]
     assert pipeline.run_incidents().success  # no configuration change: found by the next discovery
     assert expected(added["id"], added["subdomain"], own=False) <= collected()
+
+
+@pytest.mark.filterwarnings("ignore::dagster.BetaWarning", "ignore::dagster.PreviewWarning")
+def test_one_customer_accounts_failure_never_stops_the_others(make_simulator, tmp_path):
+    from .dagster_helpers import make_pipeline
+    from .hostile import HostileProxy
+
+    server = make_simulator({"customer_accounts": 2, "incidents": 80, "signals": 60})
+    proxy = HostileProxy(server.url).start()
+    try:
+        pipeline = make_pipeline(server, tmp_path, host_url=proxy.url, account_discovery_seconds=0)
+        broken, healthy = admin(server, "truth/accounts")["accounts"]
+        proxy.forbidden_prefix = f"/v1/accounts/{broken['id']}/"  # 403 for one customer account only
+        result = pipeline.run_incidents(raise_on_error=False)
+        assert not result.success
+        error = str(result.failure_data_for_node("raw_incidents").error)
+        assert f"account {broken['id']}" in error and "HTTP 403" in error and f"account {healthy['id']}" not in error
+        accounts = {row[0] for row in pipeline.query("SELECT DISTINCT account_id FROM raw_incidents")}
+        assert accounts == {server.world.config.account_id, healthy["id"]}  # the others were committed
+
+        proxy.forbidden_prefix = None
+        assert pipeline.run_incidents().success
+        accounts = {row[0] for row in pipeline.query("SELECT DISTINCT account_id FROM raw_incidents")}
+        assert broken["id"] in accounts
+    finally:
+        proxy.stop()
