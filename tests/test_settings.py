@@ -61,7 +61,7 @@ def test_defaults(tmp_path, monkeypatch):
     assert settings.lake_dir == str(tmp_path / "lake")
     assert (settings.rate_limit, settings.rate_window_seconds, settings.sensor_interval_seconds) == (60, 60.0, 30)
     # The limiter state: the instance's private directory, not the shared temp dir
-    assert settings.rate_limit_state == str(tmp_path / "home" / "huntress_dagster" / "ratelimit.sqlite")
+    assert settings.rate_limit_state == str(tmp_path / "home" / ".huntress_dagster" / "ratelimit.sqlite")
     assert Settings.from_env({"XDG_CACHE_HOME": str(tmp_path / "c")}, today=TODAY).rate_limit_state == str(
         tmp_path / "c" / "huntress_dagster" / "ratelimit.sqlite")
     assert default_rate_limit_state({"HOME": "/home/u"}) == "/home/u/.cache/huntress_dagster/ratelimit.sqlite"
