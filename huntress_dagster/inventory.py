@@ -36,6 +36,7 @@ class Inventory:
     columns_sql: str  # SELECT list over `p` (parsed latest object), `s` (its history) and `o` (its organization)
     key_sql: str = "id"  # what one row is, over the raw snapshot row (default: the object's id)
     changes: dict[str, str] = field(default_factory=dict)  # <column>_changed_at: JSON path whose changes it dates
+    spans_organizations: bool = False  # one object, several organizations: names by id (o.names), not one join
     description: str = ""
 
 
@@ -72,7 +73,7 @@ IDENTITIES_INVENTORY = Inventory(
 EXPOSURE_KEY_SQL = ("concat_ws('|', try(json_extract_string(raw_json, '$.ip_address')), "
                     "try(json_extract_string(raw_json, '$.port')), try(json_extract_string(raw_json, '$.protocol')))")
 EXTERNAL_PORTS_INVENTORY = Inventory(
-    table="external_ports", stream=EXTERNAL_PORTS, key_sql=EXPOSURE_KEY_SQL,
+    table="external_ports", stream=EXTERNAL_PORTS, key_sql=EXPOSURE_KEY_SQL, spans_organizations=True,
     columns_sql=f"""s.tenantid, p.huntress.ip_address AS ip_address, p.huntress.port AS port,
         p.huntress.protocol AS protocol, p.huntress.service AS service, p.huntress.risky_service AS risky_service,
         p.huntress.id AS port_id, p.huntress.organization_ids AS organization_ids,
@@ -168,11 +169,10 @@ def build_inventory(lake: Lake, inventory: Inventory, ctx: parsing.ParseContext,
         organizations = inventory_path(lake, ORGANIZATIONS_INVENTORY)
         with_names = organizations.exists() and inventory is not ORGANIZATIONS_INVENTORY
         orgs = ORGANIZATION_NAMES_SQL if with_names else NO_ORGANIZATIONS_SQL
-        select = (f"SELECT {inventory.columns_sql} FROM history_batch s POSITIONAL JOIN parsed_batch p "
-                  f"LEFT JOIN {orgs} o ON o.tenantid = s.tenantid AND o.organization_id = p.huntress.organization_id")
-        if inventory is EXTERNAL_PORTS_INVENTORY:  # spans several organizations: names by id, per tenant
-            select = (f"SELECT {inventory.columns_sql} FROM history_batch s POSITIONAL JOIN parsed_batch p "
-                      f"LEFT JOIN (SELECT DISTINCT tenantid, names FROM {orgs}) o ON o.tenantid = s.tenantid")
+        join = (f"(SELECT DISTINCT tenantid, names FROM {orgs}) o ON o.tenantid = s.tenantid"
+                if inventory.spans_organizations else
+                f"{orgs} o ON o.tenantid = s.tenantid AND o.organization_id = p.huntress.organization_id")
+        select = f"SELECT {inventory.columns_sql} FROM history_batch s POSITIONAL JOIN parsed_batch p LEFT JOIN {join}"
         with lake.atomic_path(final) as tmp:
             writer = None
             # each account's newest snapshot from its file name: an empty one (everything gone) still counts

@@ -28,7 +28,6 @@ from datetime import datetime
 from typing import Any
 
 from .details import detail_entities
-from .entities import ENTITY_COLUMNS
 from .exclusions import without_excluded
 from .fields import (
     DEFAULT_PRODUCT,
@@ -57,26 +56,11 @@ from .msg_classes import (
     origin,
 )
 from .schema import HUNTRESS_TYPE
-from .syslog import ParseContext
+from .syslog import NO_ALERT_FIELDS, NO_ENTITIES, ParseContext
 
 Record = Mapping[str, Any]
 
 _NO_HUNTRESS_FIELDS = dict.fromkeys(HUNTRESS_TYPE.names)
-_NO_ENTITIES = dict.fromkeys(ENTITY_COLUMNS)
-_NO_ALERT_FIELDS = dict.fromkeys(
-    (
-        "report_header",
-        "parse_level",
-        "body_size",
-        "body",
-        "severity_score",
-        "severity_id",
-        "status_id",
-        "alert_uid",
-        "portal_url",
-        "security_product",
-    )
-)
 _ORIGINS = {category: origin(category) for category in {*CATEGORY.values(), *SIGNAL_CATEGORY.values()}}
 
 # Plain fields per class: huntress field (= the API's key) -> coercion.
@@ -187,8 +171,8 @@ def _row(
         "domain": ctx.host_url,
         "timestamp": timestamp,
         "huntress": huntress,
-        **_NO_ENTITIES,
-        **_NO_ALERT_FIELDS,
+        **NO_ENTITIES,
+        **NO_ALERT_FIELDS,
     }
 
 

@@ -206,7 +206,6 @@ ESCALATION_FIELDS = (  # platform actions have the same shape
     "type",
     "subtype",
 )
-PLATFORM_ACTION_FIELDS = ESCALATION_FIELDS
 IDENTITY_FIELDS = (
     "id",
     "account_id",

@@ -54,8 +54,8 @@ _NO_AGENT_FIELDS = dict.fromkeys(AGENT_FIELDS)
 _NO_NEWER_FIELDS = dict.fromkeys(
     name for name in HUNTRESS_TYPE.names if name not in INCIDENT_FIELDS and name not in AGENT_FIELDS
 )
-_NO_ENTITIES = dict.fromkeys(ENTITY_COLUMNS)
-_NO_ALERT_FIELDS = dict.fromkeys(
+NO_ENTITIES = dict.fromkeys(ENTITY_COLUMNS)
+NO_ALERT_FIELDS = dict.fromkeys(
     (
         "report_header",
         "parse_level",
@@ -228,7 +228,7 @@ def normalize_incident_record(record: Mapping[str, Any], ctx: ParseContext) -> d
     return {
         **_envelope(ctx, INCIDENT_CLASS, _INCIDENT_ORIGIN, huntress),
         "report_header": parsed.header,
-        **(without_excluded(parsed.entities, ctx.indicator_exclusion) or _NO_ENTITIES),
+        **(without_excluded(parsed.entities, ctx.indicator_exclusion) or NO_ENTITIES),
         "parse_level": parsed.parse_level,
         "body_size": parsed.body_size,
         "body": parsed.body,
@@ -258,7 +258,7 @@ def normalize_agent_record(record: Mapping[str, Any], ctx: ParseContext) -> dict
         **_timestamps(record, ("created_at", "updated_at", "last_callback_at", "last_survey_at")),
         **_NO_NEWER_FIELDS,
     }
-    return {**_envelope(ctx, AGENT_CLASS, _AGENT_ORIGIN, huntress), **_NO_ENTITIES, **_NO_ALERT_FIELDS}
+    return {**_envelope(ctx, AGENT_CLASS, _AGENT_ORIGIN, huntress), **NO_ENTITIES, **NO_ALERT_FIELDS}
 
 
 def normalize_incident(raw_json: str | bytes, ctx: ParseContext) -> dict[str, Any]:
