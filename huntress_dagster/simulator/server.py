@@ -9,6 +9,10 @@ benchmarks and the demo use to move time, inject faults and read the request log
     POST /_sim/accounts/add         {"name"?, "status"?, WorldConfig sizes such as "agents"?}
     POST /_sim/accounts/remove      {"account_id"}
     POST /_sim/accounts/update      {"account_id", "name"?, "status"?, "support_type"?}
+    POST /_sim/keys/add             {"api_key", "api_secret"?, WorldConfig sizes?}: a second, independent
+                                    key with its own account and world
+    POST /_sim/keys/revoke|restore  {"api_key"?}: the key answers 401 until restored (default: the main key)
+    POST /_sim/deny                 {"paths": ["/v1/signals", ...]}: 403 on those path prefixes ([] clears)
     GET  /_sim/info, /_sim/requests?since=
     GET  /_sim/truth/<incidents|agents|signals|escalations|platform_actions|identities|external_ports|
                      organizations|accounts>?account_id=   (the latest state of every record)
@@ -87,6 +91,36 @@ class SimulatorServer:
         self.httpd.daemon_threads = True
         self._threads: list[threading.Thread] = []
         self.last_request_at = time.monotonic()
+        self.key_worlds: dict[str, tuple[str, World]] = {}  # independent keys: api_key -> (secret, world)
+        self.revoked: set[str] = set()
+        self.denied_paths: list[str] = []
+
+    def add_key(self, api_key: str, api_secret: str | None = None, **sizes: Any) -> World:
+        """A second, independent key: its own account (its own id, names and ids), as a direct key of it."""
+        n = len(self.key_worlds) + 1
+        base = self.world.config
+        config = WorldConfig(**{**asdict(base), "seed": base.seed * 7_919 + n, "account_id": 5_000 + n,
+                                "account_name": f"Independent Co {n}", "subdomain": f"independent-co-{n}",
+                                "customer_accounts": 0, "id_offset": (90 + n) * 10_000_000,
+                                "anchor": self.world.anchor, **sizes})
+        world = World(config)
+        self.key_worlds[api_key] = (api_secret or self.config.api_secret, world)
+        return world
+
+    def world_for_key(self, api_key: str, api_secret: str) -> World | None:
+        """The world a key and secret reach, or None (unknown, wrong secret or revoked: 401)."""
+        if api_key in self.revoked:
+            return None
+        if api_key in (self.config.api_key, FORBIDDEN_API_KEY):
+            return self.world if api_secret == self.config.api_secret else None
+        secret, world = self.key_worlds.get(api_key, (None, None))
+        return world if secret is not None and api_secret == secret else None
+
+    def tick_all(self, **counts: Any) -> dict[str, Any]:
+        """Move every world's clock (the main world's counts are returned)."""
+        for _, world in list(self.key_worlds.values()):
+            world.tick(**counts)
+        return self.world.tick(**counts)
 
     @property
     def url(self) -> str:
@@ -121,7 +155,7 @@ class SimulatorServer:
 
     def _tick_forever(self) -> None:
         while not self._stop.wait(self.config.tick_seconds):
-            self.world.tick()
+            self.tick_all()
 
     # --- rate limit, faults, log --------------------------------------------------------------
 
@@ -204,7 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _admin_post(self, path: str, body: dict[str, Any]) -> None:
         sim = self.sim
         if path == "/_sim/tick":
-            self._send(200, sim.world.tick(**body))
+            self._send(200, sim.tick_all(**body))
         elif path == "/_sim/faults":
             with sim._lock:
                 for name, value in body.items():
@@ -231,13 +265,26 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/_sim/accounts/update":  # {"account_id", "name"?, "status"?, "support_type"?}
             account_id = int(body.pop("account_id"))
             self._send(200, {"account": sim.world.update_account(account_id, **body)})
+        elif path == "/_sim/keys/add":  # {"api_key", "api_secret"?, any WorldConfig size}
+            world = sim.add_key(**body)
+            self._send(200, {"account": world.account_json()})
+        elif path in ("/_sim/keys/revoke", "/_sim/keys/restore"):  # {"api_key"?}
+            key = body.get("api_key", sim.config.api_key)
+            (sim.revoked.add if path.endswith("revoke") else sim.revoked.discard)(key)
+            self._send(200, {"revoked": sorted(sim.revoked)})
+        elif path == "/_sim/deny":  # {"paths": [...]}
+            sim.denied_paths = [str(p) for p in body.get("paths", [])]
+            self._send(200, {"denied_paths": sim.denied_paths})
         else:
             self._error(404, "not found")
 
     def _world_of(self, account_id: Any) -> World:
-        """The top-level world, or the customer account's world when `account_id` names one."""
+        """The top-level world, an independent key's, or a customer account's, by account id."""
         if account_id in (None, "", self.sim.world.config.account_id, str(self.sim.world.config.account_id)):
             return self.sim.world
+        for _, world in self.sim.key_worlds.values():
+            if str(world.config.account_id) == str(account_id):
+                return world
         return self.sim.world.accounts[int(account_id)]
 
     def _admin_get(self, path: str, query: dict[str, str]) -> None:
@@ -303,11 +350,11 @@ class _Handler(BaseHTTPRequestHandler):
             return 0
         if sim.take_fault("slow"):
             time.sleep(sim.faults.slow_seconds)
-        if creds is None or creds[1] != sim.config.api_secret or creds[0] not in (sim.config.api_key,
-                                                                                 FORBIDDEN_API_KEY):
+        world = sim.world_for_key(*creds) if creds else None
+        if world is None:
             self._error(401, "Unauthorized: invalid API key or secret")
             return 401
-        if creds[0] == FORBIDDEN_API_KEY:
+        if creds[0] == FORBIDDEN_API_KEY or any(path.startswith(p) for p in sim.denied_paths):
             self._error(403, "There was an issue with your API credential or permissions.")
             return 403
         if sim.take_fault("server_errors"):
@@ -327,7 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(429, "Too Many Requests", limit_headers)
             return 429
         try:
-            status, payload = route(sim.world, path, query, sim.url)
+            status, payload = route(world, path, query, sim.url)
         except BadRequest as exc:
             self._error(400, str(exc), limit_headers)
             return 400
