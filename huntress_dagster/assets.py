@@ -2,44 +2,52 @@
 inventories and alerts live in the plain modules."""
 
 
-import dataclasses
 import json
+from collections.abc import Callable
+
 import dagster as dg
 
-from . import layout, parsing
+from . import parsing
 from .alerts import build_alerts
+from .connections import cached_accounts, discover_accounts, remember_accounts
+from .errors import HuntressError
 from .inventory import INVENTORIES, ORGANIZATIONS_INVENTORY, Inventory, build_inventory
 from .lake import Lake
 from .parsed import build_parsed_syslog_days
-from .raw_assets import GROUP, account_facts, markdown_table, snapshot_raw_asset, walked_raw_asset
+from .raw_assets import GROUP, markdown_table, snapshot_raw_asset, walked_raw_asset
 from .resources import HuntressLakeResource, HuntressResource
 from .streams import ALERT_STREAMS, INCIDENT_REPORTS, STREAMS
 
 
-def parse_context(huntress: HuntressResource, lake_resource: HuntressLakeResource, lake: Lake) -> parsing.ParseContext:
-    account = account_facts(huntress, lake)
-    return parsing.ParseContext(
-        tenantid=huntress.tenant, tenant_name=account.get("name") or huntress.tenant, host_url=huntress.host_url,
-        account_subdomain=account.get("subdomain"), keep_max_bytes=lake_resource.keep_body_max_bytes,
-        full_max_bytes=lake_resource.full_parse_max_bytes,
-        excluded_indicator_domains=tuple(lake_resource.excluded_indicator_domains))
-
-
-def parse_contexts(huntress: HuntressResource, lake_resource: HuntressLakeResource, lake: Lake
-                   ) -> dict[str, parsing.ParseContext]:
-    """The parse context of every account the connection reaches (a customer account's tenant and names),
-    by account id; "*" (the key's own account) for any other."""
-    own = parse_context(huntress, lake_resource, lake)
-    contexts = {"*": own}
-    try:
-        accounts = json.loads((lake.root / layout.ACCOUNTS_STATE).read_text())["accounts"]
-    except (OSError, ValueError, KeyError):
-        return contexts
-    for account in accounts:
-        if account.get("customer"):
-            contexts[str(account["account_id"])] = dataclasses.replace(
-                own, tenantid=account["tenantid"], tenant_name=account.get("name") or account["tenantid"],
-                account_subdomain=account.get("subdomain"))
+def parse_contexts(huntress: HuntressResource, lake_resource: HuntressLakeResource, lake: Lake,
+                   log: Callable[[str], None] = print) -> dict[str, parsing.ParseContext]:
+    """The parse context (tenant, names, host) of every account the connections reach, by account id, from
+    their last discovery (made by the raw assets; made here only if none is cached). "*": for an account
+    no discovery lists any more, the first connection's own tenant."""
+    contexts: dict[str, parsing.ParseContext] = {}
+    for connection in huntress.connection_list():
+        accounts = cached_accounts(lake, connection)
+        if accounts is None:
+            try:
+                with huntress.get_client(connection) as client:
+                    accounts = discover_accounts(client, connection)
+                remember_accounts(lake, connection, accounts)
+            except HuntressError as exc:
+                log(f"Connection {connection.name}: accounts unknown, parsed with default names: {exc}")
+                accounts = []
+        for account in accounts:
+            contexts[str(account.account_id)] = parsing.ParseContext(
+                tenantid=account.tenantid, tenant_name=account.name or account.tenantid,
+                host_url=connection.host_url, account_subdomain=account.subdomain,
+                keep_max_bytes=lake_resource.keep_body_max_bytes, full_max_bytes=lake_resource.full_parse_max_bytes,
+                excluded_indicator_domains=tuple(lake_resource.excluded_indicator_domains))
+        if "*" not in contexts:
+            first = next(iter(contexts.values()), None)
+            contexts["*"] = first or parsing.ParseContext(
+                tenantid=connection.tenant or connection.name, tenant_name=connection.tenant or connection.name,
+                host_url=connection.host_url, account_subdomain=None,
+                keep_max_bytes=lake_resource.keep_body_max_bytes, full_max_bytes=lake_resource.full_parse_max_bytes,
+                excluded_indicator_domains=tuple(lake_resource.excluded_indicator_domains))
     return contexts
 
 
@@ -63,7 +71,7 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
     def parsed_syslog(context: dg.AssetExecutionContext, huntress: HuntressResource,
                       lake: HuntressLakeResource) -> dg.MaterializeResult:
         store = lake.get_lake()
-        contexts = parse_contexts(huntress, lake, store)
+        contexts = parse_contexts(huntress, lake, store, context.log.warning)
         totals: dict[str, int] = {s.msg_class: 0 for s in STREAMS}
         levels: dict[str, int] = {}
         skipped = quarantined = 0
@@ -148,7 +156,7 @@ def inventory_asset(inventory: Inventory, banner: str) -> dg.AssetsDefinition:
     def inventory_table(context: dg.AssetExecutionContext, huntress: HuntressResource,
                         lake: HuntressLakeResource) -> dg.MaterializeResult:
         store = lake.get_lake()
-        count = build_inventory(store, inventory, parse_context(huntress, lake, store))
+        count = build_inventory(store, inventory, parse_contexts(huntress, lake, store, context.log.warning))
         store.refresh_catalog()
         table = inventory.table
         rows = store.preview(f"SELECT {columns} FROM {table} ORDER BY {order} DESC NULLS LAST") if count else []

@@ -14,11 +14,13 @@ from datetime import date, datetime, timezone
 import dagster as dg
 
 from .collect import PoisonRecord, parse_api_time, record_key
+from .connections import ACCOUNT_TAG, CONNECTION_TAG, Account, discover_accounts
 from .errors import HuntressError
+from .inventory import INVENTORIES
+from .raw_assets import accounts_for
 from .raw_partitions import catch_up_start
 from .resources import HuntressLakeResource, HuntressResource
-from .inventory import INVENTORIES
-from .streams import ALERT_STREAMS, SNAPSHOT_STREAMS, WALK_STREAMS
+from .streams import ALERT_STREAMS, SNAPSHOT_STREAMS, WALK_STREAMS, Stream
 
 COLLECT_JOB = "huntress_collect_job"
 INVENTORY_JOB = "huntress_inventory_job"
@@ -57,20 +59,29 @@ def build_jobs() -> list:
     return [collect, inventory, everything]
 
 
-@dg.op(description="Call the Huntress API with the configured credentials and report what it sees.")
+@dg.op(description="Call the Huntress API with each configured connection and report what it sees.")
 def check_huntress_connection(context: dg.OpExecutionContext, huntress: HuntressResource) -> dg.Output:
-    try:
-        with huntress.get_client() as client:
-            account = client.account()
-            organizations = sum(1 for _ in client.organizations())
-            requests = client.stats.requests
-    except HuntressError as exc:
-        context.log.error(f"Connection test failed: {exc}")
-        raise dg.Failure(description=str(exc), metadata={"status_code": exc.status_code or 0}) from None
-    context.log.info(f"Connected to Huntress account {account.get('name')!r} ({organizations} organizations)")
-    return dg.Output(None, metadata={"account": account.get("name"), "account_id": account.get("id"),
-                                     "subdomain": account.get("subdomain"), "organizations": organizations,
-                                     "api_requests": requests, **huntress.describe()})
+    seen, failed = [], []
+    for connection in huntress.connection_list():
+        try:
+            with huntress.get_client(connection) as client:
+                accounts = discover_accounts(client, connection)
+                organizations = sum(1 for _ in client.organizations())
+        except HuntressError as exc:
+            context.log.error(f"Connection {connection.name}: test failed: {exc}")
+            failed.append(f"{connection.name}: {exc}")
+            continue
+        own = accounts[0]
+        context.log.info(f"Connection {connection.name}: account {own.name!r} (id {own.account_id}), "
+                         f"{organizations} organizations, {len(accounts) - 1} customer account(s)")
+        seen.append({"connection": connection.name, "account": own.name, "account_id": own.account_id,
+                     "subdomain": own.subdomain, "organizations": organizations,
+                     "customer_accounts": len(accounts) - 1})
+    if failed:
+        raise dg.Failure(description=" | ".join(failed), metadata={"failed": "\n".join(failed),
+                                                                   "connections_ok": len(seen)})
+    return dg.Output(None, metadata={"connections": dg.MetadataValue.json(seen),
+                                     **(huntress.describe() if len(seen) == 1 else {})})
 
 
 @dg.job(name=CONNECTION_TEST_JOB, description="The connector's 'Test' button: checks host URL and credentials.")
@@ -78,16 +89,24 @@ def connection_test_job() -> None:
     check_huntress_connection()
 
 
+def per_connection(huntress: HuntressResource, tags: dict[str, str], **request) -> list[dg.RunRequest]:
+    """One run per connection, tagged with it: a revoked key fails only its own runs, keys run in parallel."""
+    # run_key: a tick of several requests needs one each (Dagster scopes a schedule's run keys to its tick)
+    return [dg.RunRequest(run_key=c.name, tags={**tags, CONNECTION_TAG: c.name}, **request)
+            for c in huntress.connection_list()]
+
+
 def build_schedules(settings, default_status: dg.DefaultScheduleStatus) -> list[dg.ScheduleDefinition]:
     @dg.schedule(name="huntress_collect_schedule", job_name=COLLECT_JOB, cron_schedule=settings.incidents_cron,
                  execution_timezone="UTC", default_status=default_status,
-                 description="Incremental collection of every walked stream: yesterday and today (and any earlier "
-                             "day of the last 31 that a walk left incomplete), each walked only back to its "
-                             "committed watermark.")
-    def incidents_schedule(context: dg.ScheduleEvaluationContext, lake: HuntressLakeResource) -> dg.RunRequest:
+                 description="Incremental collection of every walked stream, one run per connection: yesterday and "
+                             "today (and any earlier day of the last 31 that a walk left incomplete), each walked "
+                             "only back to its committed watermark.")
+    def incidents_schedule(context: dg.ScheduleEvaluationContext, lake: HuntressLakeResource,
+                           huntress: HuntressResource) -> list[dg.RunRequest]:
         today = context.scheduled_execution_time.astimezone(timezone.utc).date()
         first = max(catch_up_start(lake.get_lake(), WALK_STREAMS, today), date.fromisoformat(settings.start_date))
-        return dg.RunRequest(tags=range_tags(first, today))
+        return per_connection(huntress, range_tags(first, today))
 
     return [incidents_schedule, *(inventory_schedule(settings, stream, default_status) for stream in SNAPSHOT_STREAMS)]
 
@@ -100,19 +119,21 @@ def inventory_schedule(settings, stream, default_status: dg.DefaultScheduleStatu
 
     @dg.schedule(name=f"huntress_{stream.name}_schedule", job_name=INVENTORY_JOB,
                  cron_schedule=settings.cron_for(stream), execution_timezone="UTC", default_status=default_status,
-                 description=f"{stream.label.capitalize()} snapshot (HUNTRESS_{stream.name.upper()}_CRON).")
-    def schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+                 description=f"{stream.label.capitalize()} snapshot, one run per connection "
+                             f"(HUNTRESS_{stream.name.upper()}_CRON).")
+    def schedule(context: dg.ScheduleEvaluationContext, huntress: HuntressResource) -> list[dg.RunRequest]:
         today = context.scheduled_execution_time.astimezone(timezone.utc).date()
-        return dg.RunRequest(partition_key=today.isoformat(), asset_selection=[dg.AssetKey(a) for a in selection])
+        return per_connection(huntress, {}, partition_key=today.isoformat(),
+                              asset_selection=[dg.AssetKey(a) for a in selection])
 
     return schedule
 
 
-def newest_change(client, stream) -> dict | None:
+def newest_change(client, stream, path_prefix: str = "") -> dict | None:
     """The stream's most recently updated object: {"updated_at", "id"} (one request of one record). A record
     that cannot be keyed still counts as a change, dated now: the run it triggers quarantines it."""
-    page = next(client.iter_pages(stream.path, stream.name, {"sort_field": "updated_at", "sort_direction": "desc",
-                                                             "limit": 1}))
+    page = next(client.iter_pages(path_prefix + stream.path, stream.name,
+                                  {"sort_field": "updated_at", "sort_direction": "desc", "limit": 1}))
     if not page.items:
         return None
     try:
@@ -123,32 +144,68 @@ def newest_change(client, stream) -> dict | None:
     return {"updated_at": updated_at.isoformat(), "id": record_id}
 
 
+def watch_list(accounts: list[Account]) -> list[tuple[Account, Stream]]:
+    """What the sensor watches for one connection: each account's alert streams its path serves."""
+    return [(a, s) for a in accounts for s in ALERT_STREAMS if a.serves(s)]
+
+
+def changes_of_connection(client, accounts: list[Account], cursor: dict, start: int, budget: int
+                          ) -> tuple[list[tuple[Account, Stream, dict]], int]:
+    """Look at up to `budget` (account, stream) pairs from position `start` (round robin, so every account is
+    looked at within ceil(pairs / budget) ticks); the pairs newer than the cursor, and the next position."""
+    watched = watch_list(accounts)
+    if not watched:
+        return [], 0
+    changed = []
+    for step in range(min(budget, len(watched))):
+        account, stream = watched[(start + step) % len(watched)]
+        key = f"{account.connection}/{account.account_id}/{stream.name}"
+        seen = newest_change(client, stream, account.path_prefix)
+        if seen is not None and cursor.get(key) != seen:
+            changed.append((account, stream, {**seen, "since": (cursor.get(key) or seen)["updated_at"]}))
+            cursor[key] = seen
+    return changed, (start + min(budget, len(watched))) % len(watched)
+
+
+def change_run(connection: str, changed: list[tuple[Account, Stream, dict]]) -> dg.RunRequest:
+    """One collect run of a connection for the accounts and streams that changed, over the days in between."""
+    days = [parse_api_time(t).date() for _, _, seen in changed for t in (seen["since"], seen["updated_at"])]
+    streams = sorted({s.raw_table for _, s, _ in changed})
+    key = ";".join(f"{a.account_id}/{s.name}:{seen['updated_at']}:{seen['id']}" for a, s, seen in changed)
+    return dg.RunRequest(run_key=f"{connection}|{key}",
+                         tags={**range_tags(min(days), max(days)), CONNECTION_TAG: connection,
+                               ACCOUNT_TAG: ",".join(sorted({str(a.account_id) for a, _, _ in changed}))},
+                         asset_selection=[dg.AssetKey(t) for t in streams] + [dg.AssetKey(a) for a in DOWNSTREAM])
+
+
 def build_sensor(settings, default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
     @dg.sensor(name="huntress_alert_sensor", job_name=COLLECT_JOB,
                minimum_interval_seconds=settings.sensor_interval_seconds, default_status=default_status,
-               description="One request per alert stream (" + ", ".join(s.label for s in ALERT_STREAMS) + ": "
-                           "its newest object by updated_at) per tick; when one is newer than the cursor, runs "
-                           "the collect job for those streams over the days in between.")
-    def alert_sensor(context: dg.SensorEvaluationContext, huntress: HuntressResource) -> dg.SensorResult:
+               description="Per connection and tick, up to HUNTRESS_SENSOR_REQUESTS_PER_TICK requests (round robin "
+                           "over its accounts' " + " and ".join(s.label for s in ALERT_STREAMS) + ": the newest "
+                           "object by updated_at); for what is newer than the cursor, one collect run of that "
+                           "connection, those accounts and streams, over the days in between.")
+    def alert_sensor(context: dg.SensorEvaluationContext, huntress: HuntressResource,
+                     lake: HuntressLakeResource) -> dg.SensorResult:
         cursor = json.loads(context.cursor) if context.cursor else {}
-        newest, changed, first_day, last_day = {}, [], None, None
-        with huntress.get_client() as client:
-            for stream in ALERT_STREAMS:
-                newest[stream.name] = seen = newest_change(client, stream)
-                if seen is None or cursor.get(stream.name) == seen:
-                    continue
-                changed.append(stream)
-                day = parse_api_time(seen["updated_at"]).date()
-                since = parse_api_time(cursor[stream.name]["updated_at"]).date() if cursor.get(stream.name) else day
-                first_day = min(filter(None, [first_day, since, day]))
-                last_day = max(filter(None, [last_day, day]))
-        if not changed:
-            seen_text = ", ".join(f"{name} {seen['updated_at']}" for name, seen in newest.items() if seen)
-            return dg.SensorResult(skip_reason=f"No change since {seen_text}" if seen_text else "No objects yet")
-        key = ";".join(f"{s.name}:{newest[s.name]['updated_at']}:{newest[s.name]['id']}" for s in changed)
-        run = dg.RunRequest(run_key=key, tags=range_tags(first_day, last_day),
-                            asset_selection=[dg.AssetKey(s.raw_table) for s in changed]
-                            + [dg.AssetKey(a) for a in DOWNSTREAM])
-        return dg.SensorResult(run_requests=[run], cursor=json.dumps(newest))
+        seen, turns = cursor.setdefault("seen", {}), cursor.setdefault("turn", {})
+        runs, notes = [], []
+        store = lake.get_lake()
+        for connection in huntress.connection_list():
+            try:
+                with huntress.get_client(connection) as client:
+                    accounts = accounts_for(huntress, connection, store, client)
+                    changed, turns[connection.name] = changes_of_connection(
+                        client, accounts, seen, turns.get(connection.name, 0), settings.sensor_requests_per_tick)
+            except HuntressError as exc:  # one key failing never blinds the sensor to the others
+                context.log.warning(f"Connection {connection.name}: {exc}")
+                notes.append(f"{connection.name}: {type(exc).__name__}")
+                continue
+            if changed:
+                runs.append(change_run(connection.name, changed))
+        if not runs:
+            return dg.SensorResult(skip_reason="No change" + (f" ({'; '.join(notes)})" if notes else ""),
+                                   cursor=json.dumps(cursor))
+        return dg.SensorResult(run_requests=runs, cursor=json.dumps(cursor))
 
     return alert_sensor

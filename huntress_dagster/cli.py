@@ -61,7 +61,9 @@ def run_simulator(args: argparse.Namespace) -> int:
 
 
 def run_test_connection(args: argparse.Namespace) -> int:
-    """The connector's "Test" button from the shell: exit 0 and a summary, or the typed guidance."""
+    """The connector's "Test" button from the shell, for every connection: exit 0 and a summary per key, or
+    the typed guidance (exit 2 when any fails)."""
+    from .connections import DEFAULT_CONNECTION, Connection, discover_accounts
     from .errors import HuntressError
     from .settings import Settings
 
@@ -69,22 +71,31 @@ def run_test_connection(args: argparse.Namespace) -> int:
     if settings.demo:
         from .demo import ensure_demo_simulator
 
-        host_url, key, secret = ensure_demo_simulator(), DEMO_API_KEY, DEMO_API_SECRET
-        print(f"DEMO MODE (HUNTRESS_API_KEY is not set): testing the bundled simulator at {host_url}")
+        host_url = ensure_demo_simulator()
+        keys = [(Connection(DEFAULT_CONNECTION, "", "", host_url=host_url), DEMO_API_KEY, DEMO_API_SECRET)]
+        print(f"DEMO MODE (no HUNTRESS_API_KEY or HUNTRESS_CONNECTIONS_FILE): testing the bundled simulator at "
+              f"{host_url}")
+    elif settings.connections:
+        keys = [(c, *c.credentials(os.environ)) for c in settings.connections]
     else:
-        host_url, key, secret = settings.host_url, os.environ["HUNTRESS_API_KEY"], os.environ.get("HUNTRESS_API_SECRET", "")
-    limiter = RateLimiter(settings.rate_limit, settings.rate_window_seconds, state_path=settings.rate_limit_state,
-                          bucket=bucket_name_for(key, host_url))
-    try:
-        with HuntressClient(key, secret, host_url, rate_limiter=limiter, max_attempts=3) as client:
-            account = client.account()
-            organizations = sum(1 for _ in client.organizations())
-    except HuntressError as exc:
-        print(f"FAILED: {exc}", file=sys.stderr)
-        return 2
-    print(f"OK: account {account.get('name')!r} (id {account.get('id')}, subdomain {account.get('subdomain')}), "
-          f"{organizations} organizations, via {host_url}")
-    return 0
+        keys = [(Connection(DEFAULT_CONNECTION, "", "", host_url=settings.host_url, tenant=settings.tenant),
+                 os.environ["HUNTRESS_API_KEY"], os.environ.get("HUNTRESS_API_SECRET", ""))]
+    failed = 0
+    for connection, key, secret in keys:
+        limiter = RateLimiter(connection.rate_limit if settings.connections else settings.rate_limit,
+                              settings.rate_window_seconds, state_path=settings.rate_limit_state,
+                              bucket=bucket_name_for(key, connection.host_url))
+        try:
+            with HuntressClient(key, secret, connection.host_url, rate_limiter=limiter, max_attempts=3) as client:
+                own, *customers = discover_accounts(client, connection)
+                organizations = sum(1 for _ in client.organizations())
+        except HuntressError as exc:
+            print(f"FAILED [{connection.name}]: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"OK [{connection.name}]: account {own.name!r} (id {own.account_id}, subdomain {own.subdomain}), "
+              f"{organizations} organizations, {len(customers)} customer account(s), via {connection.host_url}")
+    return 2 if failed else 0
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -104,6 +115,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
     """Every stream and everything downstream for a range of days, on the DAGSTER_HOME instance."""
     import dagster as dg
 
+    from .connections import ACCOUNT_TAG, CONNECTION_TAG
     from .definitions import build_definitions
     from .errors import HuntressConfigError
     from .headless import incremental_window, lake_summary, run_range, run_summary, utc_today
@@ -130,7 +142,9 @@ def run_pipeline(args: argparse.Namespace) -> int:
     with instance:
         print(f"Running every stream and everything downstream for {start}...{end} "
               f"({'demo mode' if settings.demo else settings.host_url}; lake {settings.lake_dir})", flush=True)
-        result = run_range(build_definitions(settings), instance, start, end)
+        narrowed = {tag: value for tag, value in ((CONNECTION_TAG, args.connection), (ACCOUNT_TAG, args.account))
+                    if value}
+        result = run_range(build_definitions(settings), instance, start, end, narrowed)
     print(run_summary(result))
     print(lake_summary(Lake(settings.lake_dir)))
     return 0 if result.success else 1
@@ -219,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                                           "through Dagster (on DAGSTER_HOME); exits non-zero if a step failed")
     run.add_argument("--start", help="first day (YYYY-MM-DD); default: yesterday, as the schedules do")
     run.add_argument("--end", help="last day (YYYY-MM-DD); default: today")
+    run.add_argument("--connection", help="only these connections (names, comma separated); default: all")
+    run.add_argument("--account", help="only these accounts (ids, comma separated); default: all")
     run.set_defaults(func=run_pipeline)
 
     sql = commands.add_parser("sql", help="query the lake read-only with SQL (DuckDB): one query, or a prompt")

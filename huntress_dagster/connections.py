@@ -22,16 +22,27 @@ added at Huntress is collected from the next discovery on with no code or config
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .client import DEFAULT_BASE_URL, HuntressClient, validate_base_url
+from . import layout
 from .errors import HuntressConfigError, HuntressNotFoundError, HuntressPermissionError
+from .lake import Lake
 from .streams import Stream
+
+# Run tags that narrow a run to some connections / accounts (comma-separated); no tag: all of them.
+CONNECTION_TAG = "huntress/connection"
+ACCOUNT_TAG = "huntress/account"
+DEFAULT_CONNECTION = "default"  # the single-key variables (HUNTRESS_API_KEY ...) as a connection
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
@@ -49,6 +60,19 @@ class Connection:
     tenants: dict[int, str] = field(default_factory=dict)
     organization_ids: tuple[int, ...] = ()
     rate_limit: int = 60
+
+    def credentials(self, environ: Mapping[str, str]) -> tuple[str, str]:
+        """The key and secret from the environment variables the connection names (never from config)."""
+        missing = [name for name in (self.api_key_env, self.api_secret_env) if not (environ.get(name) or "").strip()]
+        if missing:
+            raise HuntressConfigError(f"Connection {self.name!r}: environment variable(s) {', '.join(missing)} "
+                                      "not set (the connection names its key and secret variables)")
+        return environ[self.api_key_env].strip(), environ[self.api_secret_env].strip()
+
+    def described(self) -> dict[str, Any]:
+        """Safe to show and to compare (names of secret variables, never their values)."""
+        return {**dataclasses.asdict(self), "organization_ids": list(self.organization_ids),
+                "tenants": {str(k): v for k, v in self.tenants.items()}}
 
 
 @dataclass(frozen=True)
@@ -152,6 +176,17 @@ def load_connections_file(path: str | Path) -> list[Connection]:
     return parse_connections(document, str(path))
 
 
+def missing_credentials(connections: list[Connection], environ: Mapping[str, str]) -> list[str]:
+    """A problem per connection whose key or secret variable is not set (names only, never values)."""
+    problems = []
+    for connection in connections:
+        try:
+            connection.credentials(environ)
+        except HuntressConfigError as exc:
+            problems.append(exc.detail)
+    return problems
+
+
 def tenant_for(connection: Connection, account_id: int, subdomain: str | None, customer: bool) -> str:
     """An account's tenantid: an override, else the connection's tenant for its own account, else the
     account's subdomain (so two customers never share a tenant by accident)."""
@@ -181,3 +216,54 @@ def discover_accounts(client: HuntressClient, connection: Connection) -> list[Ac
                                 tenantid=tenant_for(connection, record["id"], record.get("subdomain"),
                                                     customer=True)))
     return accounts
+
+
+def tagged(tags: Mapping[str, str], name: str) -> set[str] | None:
+    """The comma-separated values of a run tag, or None when the tag is absent (= no narrowing)."""
+    value = (tags.get(name) or "").strip()
+    return {v.strip() for v in value.split(",") if v.strip()} or None if value else None
+
+
+def selected_connections(connections: list[Connection], tags: Mapping[str, str]) -> list[Connection]:
+    """The connections a run covers: those its huntress/connection tag names, else all. An unknown name is a
+    configuration error, not a silently empty run."""
+    wanted = tagged(tags, CONNECTION_TAG)
+    if wanted is None:
+        return connections
+    unknown = wanted - {c.name for c in connections}
+    if unknown:
+        raise HuntressConfigError(f"Run tag {CONNECTION_TAG}={','.join(sorted(unknown))} names no configured "
+                                  f"connection (configured: {', '.join(c.name for c in connections)})")
+    return [c for c in connections if c.name in wanted]
+
+
+def selected_accounts(accounts: list[Account], tags: Mapping[str, str]) -> list[Account]:
+    """The accounts a run covers: those its huntress/account tag names (account ids), else all."""
+    wanted = tagged(tags, ACCOUNT_TAG)
+    return accounts if wanted is None else [a for a in accounts if str(a.account_id) in wanted]
+
+
+def cached_accounts(lake: Lake, connection: Connection, max_age_seconds: float | None = None,
+                    run_id: str | None = None) -> list[Account] | None:
+    """The accounts of the connection's last discovery, if it was made with this configuration and, given
+    `run_id`, by that run, or given `max_age_seconds`, recently enough; None otherwise."""
+    try:
+        cached = json.loads((lake.root / layout.accounts_state(connection.name)).read_text())
+        if cached["connection"] != json.loads(json.dumps(connection.described())):
+            return None
+        if run_id is not None and cached.get("run_id") != run_id:
+            return None
+        age = (datetime.now(timezone.utc) - datetime.fromisoformat(cached["discovered_at"])).total_seconds()
+        if max_age_seconds is not None and age >= max_age_seconds:
+            return None
+        return [Account(**a) for a in cached["accounts"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def remember_accounts(lake: Lake, connection: Connection, accounts: list[Account], run_id: str | None = None) -> None:
+    path = lake.root / layout.accounts_state(connection.name)
+    with lake.atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"connection": connection.described(), "run_id": run_id,
+                                   "discovered_at": datetime.now(timezone.utc).isoformat(),
+                                   "accounts": [dataclasses.asdict(a) for a in accounts]}))

@@ -15,7 +15,7 @@ from .assets import build_assets
 from .automation import build_jobs, build_schedules, build_sensor, connection_test_job
 from .checks import build_checks
 from .demo import ensure_demo_simulator
-from .resources import HuntressLakeResource, HuntressResource
+from .resources import HuntressConnection, HuntressLakeResource, HuntressResource
 from .settings import Settings
 from .simulator import DEMO_API_KEY, DEMO_API_SECRET
 
@@ -46,8 +46,10 @@ def build_definitions(settings: Settings, huntress: HuntressResource | None = No
                                         max_response_bytes=settings.max_response_bytes)
         else:
             huntress = HuntressResource(
-                host_url=settings.host_url, api_key=dg.EnvVar("HUNTRESS_API_KEY"),
-                api_secret=dg.EnvVar("HUNTRESS_API_SECRET"), organization_ids=settings.organization_ids,
+                host_url=settings.host_url, api_key=dg.EnvVar("HUNTRESS_API_KEY") if not settings.connections else "",
+                api_secret=dg.EnvVar("HUNTRESS_API_SECRET") if not settings.connections else "",
+                connections=[HuntressConnection.of(c) for c in settings.connections],
+                organization_ids=settings.organization_ids,
                 tenant=settings.tenant, rate_limit_requests=settings.rate_limit,
                 rate_limit_window_seconds=settings.rate_window_seconds,
                 rate_limit_state_path=settings.rate_limit_state, max_pages_per_walk=settings.max_pages_per_walk,
@@ -66,6 +68,7 @@ def build_definitions(settings: Settings, huntress: HuntressResource | None = No
         sensors=[build_sensor(settings, sensor_status)],
         resources={"huntress": huntress, "lake": lake},
         metadata={"huntress_mode": "demo (bundled simulator)" if settings.demo else "live",
+                  "huntress_connections": ", ".join(c.name for c in huntress.connection_list()),
                   "lake_dir": settings.lake_dir},
     )
 

@@ -24,11 +24,12 @@ def incremental_window(lake: Lake, today: date | None = None) -> tuple[date, dat
     return catch_up_start(lake, WALK_STREAMS, today), today
 
 
-def run_range(defs: dg.Definitions, instance: dg.DagsterInstance, start: date, end: date
-              ) -> dg.ExecuteInProcessResult:
-    """One run of every asset over [start, end] (single-run backfill semantics: one walk per stream)."""
-    return defs.resolve_job_def(ALL_JOB).execute_in_process(tags=range_tags(start, end), instance=instance,
-                                                           raise_on_error=False)
+def run_range(defs: dg.Definitions, instance: dg.DagsterInstance, start: date, end: date,
+              tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
+    """One run of every asset over [start, end] (single-run backfill semantics: one walk per stream and
+    account); `tags` may narrow it to some connections / accounts (huntress/connection, huntress/account)."""
+    return defs.resolve_job_def(ALL_JOB).execute_in_process(tags={**range_tags(start, end), **(tags or {})},
+                                                           instance=instance, raise_on_error=False)
 
 
 def run_summary(result: dg.ExecuteInProcessResult) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from . import layout, parsing
@@ -135,7 +136,7 @@ seen AS (SELECT tenantid, account, k, min(collected_at) AS first_seen_at, max(co
 latest AS (SELECT * FROM snapshots
            QUALIFY row_number() OVER (PARTITION BY tenantid, account, k
                                       ORDER BY collected_at DESC, updated_at DESC) = 1)
-SELECT latest.tenantid, latest.id, latest.raw_json, seen.* EXCLUDE (tenantid, account, k),
+SELECT latest.tenantid, latest.account, latest.id, latest.raw_json, seen.* EXCLUDE (tenantid, account, k),
        seen.last_seen_at = newest.newest AS in_latest_snapshot
 FROM latest JOIN seen USING (tenantid, account, k) JOIN newest_snapshots newest USING (account)
 ORDER BY latest.tenantid, latest.account, latest.k
@@ -153,9 +154,24 @@ def inventory_path(lake: Lake, inventory: Inventory) -> Path:
     return lake.root / layout.inventory_file(inventory.table)
 
 
-def build_inventory(lake: Lake, inventory: Inventory, ctx: parsing.ParseContext, now: datetime | None = None,
-                    batch_rows: int = 20_000) -> int:
-    """One inventory table, from every snapshot of its stream; returns its rows (0 with no snapshot yet)."""
+def normalize_by_account(msg_class: str, batch: pa.RecordBatch, contexts: dict[str, parsing.ParseContext]
+                         ) -> pa.Table:
+    """The batch's records normalized each with its account's context (tenant names, host), in batch order."""
+    accounts, raws = batch.column("account").to_pylist(), batch.column("raw_json").to_pylist()
+    groups: dict[str, list[int]] = {}
+    for index, account in enumerate(accounts):
+        groups.setdefault(account, []).append(index)
+    order = [i for indexes in groups.values() for i in indexes]
+    table = pa.concat_tables([
+        parsing.normalize_records(msg_class, [raws[i] for i in indexes], contexts.get(account, contexts["*"]))
+        for account, indexes in groups.items()])
+    return table.take(pa.compute.sort_indices(pa.array(order)))
+
+
+def build_inventory(lake: Lake, inventory: Inventory, contexts: dict[str, parsing.ParseContext],
+                    now: datetime | None = None, batch_rows: int = 20_000) -> int:
+    """One inventory table, from every snapshot of its stream; returns its rows (0 with no snapshot yet).
+    `contexts`: the parse context of each account id ("*" for any other)."""
     now = now or datetime.now(timezone.utc)
     final = inventory_path(lake, inventory)
     count = 0
@@ -181,10 +197,9 @@ def build_inventory(lake: Lake, inventory: Inventory, ctx: parsing.ParseContext,
             con.register("newest_snapshots", newest)
             for batch in con.sql(_history_sql(inventory)).to_arrow_reader(batch_rows):
                 with con.cursor() as batch_con:  # a second connection: `con` is busy streaming the reader
-                    parsed = parsing.normalize_records(inventory.stream.msg_class,
-                                                       batch.column("raw_json").to_pylist(), ctx)
+                    parsed = normalize_by_account(inventory.stream.msg_class, batch, contexts)
                     batch_con.register("parsed_batch", parsed)
-                    batch_con.register("history_batch", batch.drop_columns(["raw_json"]))
+                    batch_con.register("history_batch", batch.drop_columns(["raw_json", "account"]))
                     if with_names:
                         batch_con.execute(f"CREATE OR REPLACE TEMP VIEW organizations_now AS "
                                           f"SELECT * FROM read_parquet({sql_literal(str(organizations))})")

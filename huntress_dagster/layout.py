@@ -27,8 +27,13 @@ STATE_DIR = "_state"
 STAGING_DIR = "_staging"
 LOCKS_DIR = "_locks"
 SPILL_DIR = "_tmp/duckdb"
-ACCOUNT_STATE = f"{STATE_DIR}/account.json"
-ACCOUNTS_STATE = f"{STATE_DIR}/accounts.json"  # the accounts a connection reaches, from the last discovery
+
+
+def accounts_state(connection: str) -> str:
+    """The accounts a connection reaches, from its last discovery."""
+    return f"{STATE_DIR}/accounts/{connection}.json"
+
+
 ALERTS_STATE = "alerts/_built_from.json"
 ASSETS_FILE = "assets/data.parquet"  # the agents' inventory (see inventory_file)
 DEVICE_INVENTORY_FILE = "ocsf/device_inventory_info/data.parquet"

@@ -3,7 +3,6 @@ I/O live in the plain modules (collect.py, raw_partitions.py)."""
 
 
 import dataclasses
-import json
 import time
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta, timezone
@@ -12,10 +11,17 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from . import layout
 from .client import HuntressClient
 from .collect import WalkStats, snapshot_stream, walk_stream
-from .connections import Account, Connection, discover_accounts
+from .connections import (
+    Account,
+    Connection,
+    cached_accounts,
+    discover_accounts,
+    remember_accounts,
+    selected_accounts,
+    selected_connections,
+)
 from .errors import HuntressError
 from .lake import Lake, day_start, sql_literal
 from .quarantine import QuarantineWriter
@@ -71,29 +77,6 @@ def log_progress(context: dg.AssetExecutionContext, rows: Iterable[dict], stats:
                 f"{client.stats.requests} API requests, {client.stats.rate_limit_wait_seconds:.1f}s waiting for the rate budget")
 
 
-def account_facts(huntress: HuntressResource, lake: Lake, client: HuntressClient | None = None) -> dict[str, Any]:
-    """The account's name and subdomain (for tenant names and portal links), cached in the lake for a day
-    so the parse step costs no API request."""
-    path = lake.root / layout.ACCOUNT_STATE
-    try:
-        cached = json.loads(path.read_text())
-        fresh = datetime.now(timezone.utc) - datetime.fromisoformat(cached["fetched_at"]) < ACCOUNT_CACHE_MAX_AGE
-        if fresh and cached.get("host_url") == huntress.host_url:
-            return cached
-    except (OSError, ValueError, KeyError):
-        pass
-    if client is None:
-        with huntress.get_client() as own_client:
-            account = own_client.account()
-    else:
-        account = client.account()
-    facts = {"id": account.get("id"), "name": account.get("name"), "subdomain": account.get("subdomain"),
-             "host_url": huntress.host_url, "fetched_at": datetime.now(timezone.utc).isoformat()}
-    with lake.atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(facts))
-    return facts
-
-
 def prepare_lake(context: dg.AssetExecutionContext, lake: HuntressLakeResource) -> tuple[Lake, dict[str, int]]:
     """The lake, checked writable before any API request, with dead runs' leftovers removed."""
     store = lake.get_lake()
@@ -104,30 +87,66 @@ def prepare_lake(context: dg.AssetExecutionContext, lake: HuntressLakeResource) 
     return store, leftovers
 
 
-def accounts_for(huntress: HuntressResource, store: Lake, client: HuntressClient) -> list[Account]:
-    """The accounts this connection reaches: its own, then a reseller's customer accounts (`/v1/accounts`),
-    discovered at most every `account_discovery_seconds` (cached in the lake), so an account added at
-    Huntress is collected from the next discovery on. A lake of the single-account layout is moved under the
-    own account first."""
-    path = store.root / layout.ACCOUNTS_STATE
-    try:
-        cached = json.loads(path.read_text())
-        age = datetime.now(timezone.utc) - datetime.fromisoformat(cached["discovered_at"])
-        if cached.get("host_url") == huntress.host_url and cached.get("tenant") == huntress.tenant \
-                and age.total_seconds() < huntress.account_discovery_seconds:
-            accounts = [Account(**a) for a in cached["accounts"]]
-            return accounts
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    connection = Connection(name="default", api_key_env="HUNTRESS_API_KEY", api_secret_env="HUNTRESS_API_SECRET",
-                            host_url=huntress.host_url, tenant=huntress.tenant)
-    accounts = discover_accounts(client, connection)
-    store.adopt_legacy_layout(str(accounts[0].account_id))
-    with store.atomic_path(path) as tmp:
-        tmp.write_text(json.dumps({"host_url": huntress.host_url, "tenant": huntress.tenant,
-                                   "discovered_at": datetime.now(timezone.utc).isoformat(),
-                                   "accounts": [dataclasses.asdict(a) for a in accounts]}))
+def accounts_for(huntress: HuntressResource, connection: Connection, store: Lake, client: HuntressClient,
+                 run_id: str | None = None) -> list[Account]:
+    """The accounts a connection reaches: its own, then a reseller's customer accounts (`/v1/accounts`).
+    Listed once per run (2 requests; every raw asset of the run reuses it), so an account added at Huntress
+    is collected by the next run; outside runs (the sensor) a listing younger than
+    `account_discovery_seconds` is reused. A lake of the single-account layout is moved under the own
+    account first."""
+    if run_id is not None:
+        accounts = cached_accounts(store, connection, run_id=run_id)
+    else:
+        accounts = cached_accounts(store, connection, max_age_seconds=huntress.account_discovery_seconds)
+    if accounts is None:
+        accounts = discover_accounts(client, connection)
+        store.adopt_legacy_layout(str(accounts[0].account_id))
+        remember_accounts(store, connection, accounts, run_id)
     return accounts
+
+
+class AccountsOfRun:
+    """The (connection, client, account) triples a run of one stream covers, narrowed by its
+    huntress/connection and huntress/account tags. A connection that cannot list its accounts (401, a
+    missing secret) and an account whose walk fails are recorded in `failures`, never stopping the others."""
+
+    def __init__(self, context: dg.AssetExecutionContext, huntress: HuntressResource, store: Lake, stream: Stream):
+        self.context, self.huntress, self.store, self.stream = context, huntress, store, stream
+        self.failures: list[str] = []
+        self.api: dict[str, float] = {}
+        self.connections = selected_connections(huntress.connection_list(), context.run.tags)
+
+    def __iter__(self) -> Iterator[tuple[Connection, HuntressClient, Account]]:
+        for connection in self.connections:
+            client = None
+            try:
+                with self.huntress.get_client(connection) as client:
+                    accounts = accounts_for(self.huntress, connection, self.store, client, self.context.run.run_id)
+                    for account in selected_accounts(accounts, self.context.run.tags):
+                        if account.serves(self.stream):
+                            yield connection, client, account
+            except HuntressError as exc:
+                self.failed(connection, None, exc)
+            finally:
+                for name, value in (client_metadata(client) if client else {}).items():
+                    self.api[name] = round(self.api.get(name, 0) + value, 2)
+
+    def failed(self, connection: Connection, account: Account | None, exc: Exception) -> None:
+        where = f"connection {connection.name}" + (f", account {account.account_id} ({account.tenantid})"
+                                                   if account else "")
+        self.context.log.error(f"{self.stream.label} of {where}: {exc}")
+        self.failures.append(f"{where}: {exc}")
+
+    def failure(self, done: int, what: str) -> dg.Failure:
+        return dg.Failure(description=f"{self.stream.label}: {len(self.failures)} connection(s)/account(s) "
+                                      f"failed, {done} {what}: " + " | ".join(self.failures),
+                          metadata={"failed": "\n".join(self.failures), what: done})
+
+
+def run_tenant(run: AccountsOfRun) -> str:
+    """The tenant named on a run's quarantined records: its connections' (a record failed to key has no
+    account of its own)."""
+    return ",".join(c.tenant or c.name for c in run.connections)
 
 
 def walk_failure(stream: Stream, stats: WalkStats, proven: set[date], days: list[date]) -> dg.Failure:
@@ -156,11 +175,12 @@ class AccountWalk:
 
 
 def walk_account(context: dg.AssetExecutionContext, stream: Stream, config: WalkConfig, huntress: HuntressResource,
-                 lake: HuntressLakeResource, store: Lake, client: HuntressClient, account: Account, days: list[date],
-                 upper: datetime, walk_started: datetime, quarantine: QuarantineWriter) -> AccountWalk:
+                 lake: HuntressLakeResource, store: Lake, client: HuntressClient, connection: Connection,
+                 account: Account, days: list[date], upper: datetime, walk_started: datetime,
+                 quarantine: QuarantineWriter) -> AccountWalk:
     """One walk of one account's stream over `days`, committed; completeness only for the days it proved."""
-    organization_ids = [] if account.customer else huntress.organization_ids  # ids of the key's own account
-    scope = walk_scope(huntress.host_url, account.tenantid, organization_ids)
+    organization_ids = [] if account.customer else list(connection.organization_ids)  # the key's own account's
+    scope = walk_scope(connection.host_url, account.tenantid, organization_ids)
     partitions = store.walked(stream, str(account.account_id), scope)
     overlap = timedelta(seconds=lake.overlap_seconds)
     # From when each day must be read (None: complete through its end); the walk covers the earliest.
@@ -172,7 +192,7 @@ def walk_account(context: dg.AssetExecutionContext, stream: Stream, config: Walk
         return AccountWalk(account, stats, CommitStats(), set(days), None)
     context.log.info(f"Walking {stream.label} of account {account.account_id} ({account.tenantid}) updated in "
                      f"[{lower.isoformat()}, {upper.isoformat()}) for {len(days)} day partition(s) "
-                     f"({huntress.describe()})")
+                     f"({huntress.describe(connection)})")
     known = partitions.stored_remediations(days) if stream.completes_remediations else {}
     rows = walk_stream(client, stream, tenantid=account.tenantid, lower_bound=lower, upper_bound=upper,
                        organization_ids=organization_ids, known_complete=lambda i, u: known.get((i, u)),
@@ -208,25 +228,22 @@ def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, ba
         window = context.partition_time_window
         days = [date.fromisoformat(key) for key in context.partition_keys]
         walk_started = datetime.now(timezone.utc)
-        walks, failures = [], []
-        with huntress.get_client() as client, \
-                QuarantineWriter(store, stream.name, huntress.tenant, walk_started) as quarantine:
-            for account in (a for a in accounts_for(huntress, store, client) if a.serves(stream)):
+        walks = []
+        run = AccountsOfRun(context, huntress, store, stream)
+        with QuarantineWriter(store, stream.name, run_tenant(run), walk_started) as quarantine:
+            for connection, client, account in run:
                 try:  # one account's failure (401, 403, a 5xx storm) never stops the others
-                    walks.append(walk_account(context, stream, config, huntress, lake, store, client, account, days,
-                                              window.end, walk_started, quarantine))
+                    walks.append(walk_account(context, stream, config, huntress, lake, store, client, connection,
+                                              account, days, window.end, walk_started, quarantine))
                 except HuntressError as exc:
-                    context.log.error(f"{stream.label} of account {account.account_id} ({account.tenantid}): {exc}")
-                    failures.append(f"account {account.account_id} ({account.tenantid}): {exc}")
-            api = client_metadata(client)
+                    run.failed(connection, account, exc)
+        api = run.api
         store.refresh_catalog()
         for walk in walks:
             if walk.stats.anomalies:
                 raise walk_failure(stream, walk.stats, walk.proven, days)
-        if failures:
-            raise dg.Failure(description=f"{stream.label}: {len(failures)} account(s) failed, "
-                                         f"{len(walks)} committed: " + " | ".join(failures),
-                             metadata={"failed_accounts": "\n".join(failures), "committed_accounts": len(walks)})
+        if run.failures:
+            raise run.failure(len(walks), "committed_accounts")
         stats, commit = WalkStats(), CommitStats()
         for walk in walks:
             for name in ("records_walked", "records_in_window", "pages", "duplicates_skipped",
@@ -242,7 +259,8 @@ def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, ba
         # functions reject; parsed_syslog holds such strings replaced.
         newest = store.preview(f"""
             SELECT account, id, updated_at, try(json_extract_string(raw_json, '$.status')) AS status, organization_id
-            FROM {stream.raw_table} WHERE day BETWEEN '{days[0]}' AND '{days[-1]}' ORDER BY updated_at DESC""")
+            FROM {stream.raw_table} WHERE day BETWEEN '{days[0]}' AND '{days[-1]}' ORDER BY updated_at DESC""") \
+            if walks else []  # e.g. a run narrowed to customer accounts, which this stream does not reach
         return dg.MaterializeResult(metadata={
             "walk_lower_bound": min(lowers).isoformat() if lowers else "none (complete)",
             "walk_upper_bound": window.end.isoformat(), "accounts": len(walks),
@@ -274,27 +292,24 @@ def snapshot_raw_asset(stream: Stream, banner: str) -> dg.AssetsDefinition:
         store, leftovers = prepare_lake(context, lake)
         collected_at = datetime.now(timezone.utc)
         stats = WalkStats()
-        with huntress.get_client() as client, \
-                QuarantineWriter(store, stream.name, huntress.tenant, collected_at) as quarantine:
-            written, failures = [], []
-            for account in (a for a in accounts_for(huntress, store, client) if a.serves(stream)):
+        written = []
+        run = AccountsOfRun(context, huntress, store, stream)
+        with QuarantineWriter(store, stream.name, run_tenant(run), collected_at) as quarantine:
+            for connection, client, account in run:
                 snapshots = store.snapshots(stream, str(account.account_id))
                 try:  # one account's failure never stops the others
                     rows = snapshot_stream(client, stream, tenantid=account.tenantid,
-                                           organization_ids=[] if account.customer else huntress.organization_ids,
+                                           organization_ids=[] if account.customer else list(connection.organization_ids),
                                            collected_at=collected_at, stats=stats, on_poison=quarantine,
                                            path_prefix=account.path_prefix)
                     written.append((snapshots, *snapshots.write(
                         log_progress(context, rows, stats, client, stream.raw_table), collected_at)))
                 except HuntressError as exc:
-                    context.log.error(f"{stream.label} of account {account.account_id} ({account.tenantid}): {exc}")
-                    failures.append(f"account {account.account_id} ({account.tenantid}): {exc}")
-            api = client_metadata(client)
+                    run.failed(connection, account, exc)
+        api = run.api
         store.refresh_catalog()
-        if failures:
-            raise dg.Failure(description=f"{stream.label}: {len(failures)} account(s) failed, "
-                                         f"{len(written)} snapshot(s) written: " + " | ".join(failures),
-                             metadata={"failed_accounts": "\n".join(failures), "snapshots_written": len(written)})
+        if run.failures:
+            raise run.failure(len(written), "snapshots_written")
         changes: dict[str, int] = {"new": 0, "updated": 0, "unchanged": 0, "removed": 0}
         for snapshots, path, _ in written:
             for name, value in snapshots.compare(path).items():

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .streams import AGENTS, EXTERNAL_PORTS, IDENTITIES, ORGANIZATIONS, SNAPSHOT_STREAMS, Stream
 from .parsing import DEFAULT_EXCLUDED_INDICATOR_DOMAINS
+from .connections import Connection, load_connections_file, missing_credentials
 from .client import DEFAULT_BASE_URL, DEFAULT_MAX_PAGES, DEFAULT_MAX_RESPONSE_BYTES, validate_base_url
 from .errors import HuntressConfigError
 from .ratelimit import default_state_path
@@ -32,6 +33,7 @@ DEFAULT_LAKE_UMASK = 0o077  # lake files 0600, directories 0700: incident data i
 DEFAULT_INCIDENTS_CRON = "*/5 * * * *"
 DEFAULT_AGENTS_CRON = AGENTS.default_cron
 MIN_SENSOR_INTERVAL_SECONDS = 5
+DEFAULT_SENSOR_REQUESTS_PER_TICK = 6
 MAX_TENANT_LENGTH = 128
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]*")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -46,7 +48,7 @@ KNOWN_VARIABLES = frozenset({
     "HUNTRESS_SENSOR_INTERVAL_SECONDS", "HUNTRESS_DEMO_TICK_SECONDS", "HUNTRESS_UMASK",
     "HUNTRESS_MAX_PAGES_PER_WALK", "HUNTRESS_MAX_RESPONSE_BYTES", "HUNTRESS_ORGANIZATIONS_CRON",
     "HUNTRESS_IDENTITIES_CRON", "HUNTRESS_EXTERNAL_PORTS_CRON", "HUNTRESS_EXCLUDED_INDICATOR_DOMAINS",
-    "HUNTRESS_DEMO_API_SECRET",
+    "HUNTRESS_DEMO_API_SECRET", "HUNTRESS_CONNECTIONS_FILE", "HUNTRESS_SENSOR_REQUESTS_PER_TICK",
 })
 SECRET_VARIABLES = ("HUNTRESS_API_SECRET", "HUNTRESS_API_KEY", "HUNTRESS_DEMO_API_SECRET")
 
@@ -210,6 +212,10 @@ def _response_bytes(raw: str) -> int:
     return parse_whole(raw, minimum=1 << 20, what="bytes")
 
 
+def _sensor_requests(raw: str) -> int:
+    return parse_whole(raw, minimum=1, what="requests")
+
+
 def _sensor_interval(raw: str) -> int:
     return parse_whole(raw, minimum=MIN_SENSOR_INTERVAL_SECONDS, what="seconds")
 
@@ -274,6 +280,10 @@ class Settings:
     external_ports_cron: str = EXTERNAL_PORTS.default_cron
     # 30 s: one request per alert stream per tick, 240 requests/h (6.7% of the budget)
     sensor_interval_seconds: int = 30
+    # per connection and tick: 6 requests every 30 s is 720 requests/h (20% of a 60/min key)
+    sensor_requests_per_tick: int = DEFAULT_SENSOR_REQUESTS_PER_TICK
+    # several keys (HUNTRESS_CONNECTIONS_FILE or the component's `connections:`); empty: the single-key variables
+    connections: tuple[Connection, ...] = ()
     demo_tick_seconds: float = 60.0  # demo mode: the simulator's clock (new incidents, status changes)
     # umask of lake files and directories (HUNTRESS_UMASK, octal): 0o077 owner only; 0o027 a group may read
     lake_umask: int = DEFAULT_LAKE_UMASK
@@ -305,12 +315,13 @@ class Settings:
                 problems.append(f"{name}={_shown(raw)} {exc}")
                 return default
 
+        connections = _read_connections(env, problems)
         api_key = env.get("HUNTRESS_API_KEY") or ""
-        demo = not api_key  # no API key: demo mode on the bundled simulator
-        if not demo:
+        demo = not api_key and not connections  # no credentials of either kind: the bundled simulator
+        if api_key and not connections:
             _check_credentials(env, problems)
         settings = cls(
-            demo=demo,
+            demo=demo, connections=tuple(connections),
             host_url=read("HUNTRESS_HOST_URL", parse_host_url, DEFAULT_BASE_URL),
             organization_ids=read("HUNTRESS_ORGANIZATION_ID", parse_organization_ids, []),
             tenant=read("HUNTRESS_TENANT", parse_tenant, "default"),
@@ -328,6 +339,8 @@ class Settings:
             identities_cron=read("HUNTRESS_IDENTITIES_CRON", parse_cron, IDENTITIES.default_cron),
             external_ports_cron=read("HUNTRESS_EXTERNAL_PORTS_CRON", parse_cron, EXTERNAL_PORTS.default_cron),
             sensor_interval_seconds=read("HUNTRESS_SENSOR_INTERVAL_SECONDS", _sensor_interval, 30),
+            sensor_requests_per_tick=read("HUNTRESS_SENSOR_REQUESTS_PER_TICK", _sensor_requests,
+                                          DEFAULT_SENSOR_REQUESTS_PER_TICK),
             demo_tick_seconds=read("HUNTRESS_DEMO_TICK_SECONDS", _seconds, 60.0),
             lake_umask=read("HUNTRESS_UMASK", parse_umask, DEFAULT_LAKE_UMASK),
             max_pages_per_walk=read("HUNTRESS_MAX_PAGES_PER_WALK", _pages, DEFAULT_MAX_PAGES),
@@ -337,7 +350,8 @@ class Settings:
         )
         if problems:
             raise config_error(problems, env)
-        unknown = sorted(name for name in env if name.startswith("HUNTRESS_") and name not in KNOWN_VARIABLES)
+        named = {name for c in connections for name in (c.api_key_env, c.api_secret_env)}
+        unknown = sorted(name for name in env if name.startswith("HUNTRESS_") and name not in KNOWN_VARIABLES | named)
         if unknown:
             log.warning("Ignoring unknown environment variables %s (a typo? known: %s)", ", ".join(unknown),
                         ", ".join(sorted(KNOWN_VARIABLES - {"HUNTRESS_DEMO_API_SECRET"})))
@@ -374,6 +388,8 @@ class Settings:
         check("sensor_interval_seconds", "HUNTRESS_SENSOR_INTERVAL_SECONDS", self.sensor_interval_seconds,
               _sensor_interval)
         check("demo_tick_seconds", "HUNTRESS_DEMO_TICK_SECONDS", self.demo_tick_seconds, _seconds)
+        check("sensor_requests_per_tick", "HUNTRESS_SENSOR_REQUESTS_PER_TICK", self.sensor_requests_per_tick,
+              _sensor_requests)
         umask = format(self.lake_umask, "03o") if isinstance(self.lake_umask, int) else self.lake_umask
         check("lake_umask", "HUNTRESS_UMASK", umask, parse_umask)
         check("max_pages_per_walk", "HUNTRESS_MAX_PAGES_PER_WALK", self.max_pages_per_walk, _pages)
@@ -381,6 +397,19 @@ class Settings:
         if problems:
             raise config_error(problems, os.environ)
         return self
+
+
+def _read_connections(env: Mapping[str, str], problems: list[str]) -> list[Connection]:
+    """The connections of HUNTRESS_CONNECTIONS_FILE, each with its secret variables set; [] when unset."""
+    if not _is_set(env, "HUNTRESS_CONNECTIONS_FILE"):
+        return []
+    try:
+        connections = load_connections_file(env["HUNTRESS_CONNECTIONS_FILE"].strip())
+    except HuntressConfigError as exc:
+        problems.append(str(exc))
+        return []
+    problems += missing_credentials(connections, env)
+    return connections
 
 
 def _is_set(env: Mapping[str, str], name: str) -> bool:

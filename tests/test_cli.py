@@ -17,7 +17,7 @@ def test_test_connection_reports_ok_and_guidance(simulator, monkeypatch, tmp_pat
     monkeypatch.setenv("HUNTRESS_API_SECRET", DEMO_API_SECRET)
     monkeypatch.setenv("HUNTRESS_RATE_LIMIT_STATE", str(tmp_path / "rl.sqlite"))
     assert main(["test-connection"]) == 0
-    assert "OK: account 'Acme MSSP'" in capsys.readouterr().out
+    assert "OK [default]: account 'Acme MSSP'" in capsys.readouterr().out
     monkeypatch.setenv("HUNTRESS_API_KEY", FORBIDDEN_API_KEY)
     assert main(["test-connection"]) == 2
     err = capsys.readouterr().err

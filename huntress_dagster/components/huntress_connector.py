@@ -9,16 +9,28 @@
 
 Credentials are never YAML values (`{{ env.VAR }}` is resolved at load time and shown in the UI):
 the component reads HUNTRESS_API_KEY / HUNTRESS_API_SECRET through EnvVar, like the module entry point.
-Without HUNTRESS_API_KEY it runs in demo mode on the bundled simulator.
+Several keys go in `connections:` (the schema of HUNTRESS_CONNECTIONS_FILE, secrets as variable names):
+
+      connections:
+        - name: msp
+          api_key_env: HUNTRESS_MSP_API_KEY
+          api_secret_env: HUNTRESS_MSP_API_SECRET
+          tenants: {21: acme}
+
+With no credentials of either kind it runs in demo mode on the bundled simulator.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+from typing import Any
 
 import dagster as dg
 
 from ..definitions import build_definitions
+from ..connections import missing_credentials, parse_connections
+from ..errors import HuntressConfigError
 from ..settings import Settings
 
 
@@ -43,9 +55,17 @@ class HuntressConnectorComponent(dg.Component, dg.Model, dg.Resolvable):
     max_pages_per_walk: int | None = None
     max_response_bytes: int | None = None
     excluded_indicator_domains: list[str] | None = None
+    sensor_requests_per_tick: int | None = None
+    connections: list[dict[str, Any]] | None = None
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         overrides = {name: tuple(value) if isinstance(value, list) and name != "organization_ids" else value
-                     for name, value in self.model_dump().items() if value is not None}
+                     for name, value in self.model_dump().items() if value is not None and name != "connections"}
+        if self.connections:
+            connections = parse_connections({"connections": self.connections}, "component attributes")
+            problems = missing_credentials(connections, os.environ)
+            if problems:
+                raise HuntressConfigError("Invalid Huntress connections:\n  - " + "\n  - ".join(problems))
+            overrides.update(connections=tuple(connections), demo=False)
         # validate(): YAML values get the same checks, and errors, as environment variables
         return build_definitions(dataclasses.replace(Settings.from_env(), **overrides).validate())
