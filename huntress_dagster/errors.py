@@ -132,5 +132,17 @@ class RateLimiterStalled(HuntressError):
         "The request budget stayed used up for longer than any request of this integration should wait. "
         "Another process or tool sharing the rate limiter state (HUNTRESS_RATE_LIMIT_STATE) may be spending "
         "the whole budget, or the state file holds entries that keep it full; stop the other tool or lower "
-        "its share, or delete the state file (it only holds the last window of request times), then retry"
+        "its share, or delete the state file (with a PostgreSQL state: its rows in huntress_rate_log; either "
+        "only holds the last window of request times), then retry"
+    )
+
+
+class RateLimiterUnavailable(HuntressError):
+    """The rate limiter's shared state on PostgreSQL could not be reached or used."""
+
+    guidance = (
+        "The request budget is shared through PostgreSQL (HUNTRESS_RATE_LIMIT_STATE is a postgresql:// URL) "
+        "and that server could not be used. Check that it is up and reachable from this machine, and the user, "
+        "database and password (PGPASSWORD or ~/.pgpass rather than the URL); the user needs to create the "
+        "table huntress_rate_log once (or be given it), then read, insert and delete its rows"
     )

@@ -16,15 +16,34 @@ The log is only as trustworthy as its file, so this module also guards against i
   longer than `log_wait_seconds` is logged with its length and cause.
 - The default state lives in a private directory (0700) of the Dagster instance or of the user, not
   at a predictable path of the shared temp directory; the state and lock files are created 0600.
+
+Across machines (no shared disk), the state is a PostgreSQL URL instead of a file
+(HUNTRESS_RATE_LIMIT_STATE=postgresql://user@host:5432/db, the password preferably in PGPASSWORD or
+~/.pgpass): `PostgresRateLog` keeps the request instants of every bucket in one table,
+`huntress_rate_log(bucket text, at double precision)`. Each acquire is one short transaction under
+`pg_advisory_xact_lock(<64-bit key of the bucket>)`: delete the rows that left the window, count the
+rest, insert one if under the limit; else the transaction ends and the process sleeps, outside it,
+until the oldest row leaves the window, then tries again. The instants are the database's clock
+(`clock_timestamp()`), never a client's, so machines whose clocks disagree still share one window.
+Waits are bounded and logged exactly as with SQLite; a lost connection is reopened.
+
+Why not pyrate-limiter's own `PostgresBucket` (looked at in 4.5): it needs psycopg 3 and psycopg_pool,
+while dagster-postgres brings psycopg2; under contention it takes `LOCK TABLE ... NOWAIT` and refuses
+the request outright instead of waiting its turn, so contending processes spin through the limiter's
+retry delay; its `TIMESTAMP` (without time zone) column converts through each session's TimeZone
+setting, so clients configured differently would disagree by hours; and its clock silently falls back
+to the local clock when the query fails. A few statements of SQL here give the guarantees stated above.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,7 +52,8 @@ from filelock import FileLock, Timeout
 from pyrate_limiter import InMemoryBucket, Limiter, Rate, SQLiteBucket
 from pyrate_limiter.buckets.sqlite_bucket import Queries
 
-from .errors import HuntressConfigError, RateLimiterStalled
+from .coordination import CoordinationError, connect, is_postgres_url, lock_key, redacted, scrub
+from .errors import HuntressConfigError, RateLimiterStalled, RateLimiterUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +260,168 @@ def open_guarded_bucket(rates: list[Rate], state_path: Path, table: str, *, lock
     return bucket
 
 
+# --- the PostgreSQL log (several machines) -------------------------------------------------------------
+
+RATE_LOG_TABLE = "huntress_rate_log"
+_CREATE_RATE_LOG = f"""
+CREATE TABLE IF NOT EXISTS {RATE_LOG_TABLE} (
+    bucket text NOT NULL,
+    at double precision NOT NULL  -- the database's clock, seconds since the epoch
+)"""
+_CREATE_RATE_LOG_INDEX = f"CREATE INDEX IF NOT EXISTS {RATE_LOG_TABLE}_bucket_at ON {RATE_LOG_TABLE} (bucket, at)"
+# A client that stops mid-transaction (stopped, swapped out, cut off) must not keep the bucket's lock.
+_IDLE_IN_TRANSACTION_TIMEOUT_MS = 30_000
+
+
+class _Busy(Exception):
+    """The bucket's lock was not had within the transaction's lock timeout."""
+
+
+def _first_line(exc: BaseException) -> str:
+    return " ".join(line.strip() for line in str(exc).strip().splitlines()[:2]) or type(exc).__name__
+
+
+class PostgresRateLog:
+    """The request instants of one bucket in `huntress_rate_log`, shared by every process on every machine
+    that reaches the same database. Not a pyrate-limiter bucket: `RateLimiter` drives it directly."""
+
+    def __init__(self, url: str, bucket: str, requests: int, window_seconds: float, *,
+                 connect_timeout: float = 10.0):
+        self.url = url.strip()
+        self.where = redacted(self.url)
+        self.bucket = bucket
+        self.requests = requests
+        self.window_seconds = window_seconds
+        # Its own namespace: a PostgresLock named like a bucket must not take the bucket's lock.
+        self.key = lock_key(f"{RATE_LOG_TABLE}\0{bucket}")
+        self.connect_timeout = connect_timeout
+        self.last_granted_at: float | None = None  # the database instant of this process's last grant
+        self._mutex = threading.Lock()  # one transaction at a time on the connection
+        self._conn = None
+        self._closed = False
+        try:
+            self._connect()
+        except CoordinationError as exc:
+            raise RateLimiterUnavailable(str(exc)) from None
+        self._ensure_table()
+
+    def _connect(self):
+        """Open the connection; `PostgresUnavailable` (a `CoordinationError`: retried) when it cannot."""
+        conn = connect(self.url, connect_timeout=self.connect_timeout, autocommit=False,
+                       application_name="huntress_dagster rate limiter", purpose="rate limiter")
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"SET idle_in_transaction_session_timeout = {_IDLE_IN_TRANSACTION_TIMEOUT_MS}")
+            conn.commit()
+        except Exception as exc:  # noqa: BLE001
+            conn.close()
+            raise self._unavailable("refused the session settings", exc) from None
+        self._conn = conn
+        return conn
+
+    def _unavailable(self, what: str, exc: BaseException) -> RateLimiterUnavailable:
+        return RateLimiterUnavailable(f"The rate limiter's PostgreSQL at {self.where} {what}: "
+                                      f"{scrub(_first_line(exc), self.url)}")
+
+    def _ensure_table(self) -> None:
+        """Create the table and its index unless they exist. Checked first, so a user who may not create
+        tables (PostgreSQL 15+ grants no CREATE on schema public to non-owners) can use one made for it;
+        serialized by an advisory lock, as concurrent `CREATE ... IF NOT EXISTS` can still collide."""
+        import psycopg2
+
+        conn = self._conn
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
+                            (RATE_LOG_TABLE, f"{RATE_LOG_TABLE}_bucket_at"))
+                if not cur.fetchone()[0]:
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(RATE_LOG_TABLE),))
+                    cur.execute(_CREATE_RATE_LOG)
+                    cur.execute(_CREATE_RATE_LOG_INDEX)
+            conn.commit()
+        except psycopg2.Error as exc:
+            conn.rollback()
+            raise self._unavailable(f"could not create the table {RATE_LOG_TABLE} (create it once as a user "
+                                    f"who may: {' '.join(_CREATE_RATE_LOG.split())}; "
+                                    f"{_CREATE_RATE_LOG_INDEX})", exc) from None
+
+    def try_take(self, lock_timeout: float) -> float:
+        """One transaction: take a slot (returns 0.0) or say how many seconds until one frees (> 0).
+
+        Raises `_Busy` when the bucket's lock stayed taken `lock_timeout` seconds, `CoordinationError`
+        when the connection is lost or cannot be reopened (the next call tries again), and
+        `RateLimiterUnavailable` when the database refuses (permissions, a closed limiter)."""
+        import psycopg2
+        from psycopg2 import errors
+
+        with self._mutex:
+            if self._closed:
+                raise RateLimiterUnavailable(f"The rate limiter sharing {self.where} was closed")
+            conn = self._conn
+            if conn is None or conn.closed:
+                conn = self._connect()
+            try:
+                with conn.cursor() as cur:
+                    lock_ms = max(1, int(lock_timeout * 1000))
+                    cur.execute(f"SET LOCAL lock_timeout = {lock_ms}")
+                    cur.execute(f"SET LOCAL statement_timeout = {lock_ms + 10_000}")
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (self.key,))
+                    # The database's clock, read under the lock: every process and machine orders its
+                    # requests on this one clock, so skewed client clocks cannot widen or narrow the window.
+                    cur.execute("SELECT extract(epoch FROM clock_timestamp())::float8")
+                    now = cur.fetchone()[0]
+                    # Rows that left the window go. The SQLite log's guard against entries dated in the future
+                    # is moot here: no client's clock ever dates a row, so skew between machines cannot put one
+                    # ahead. Only the database's own clock stepping back (or a row written by hand) could, and
+                    # such a row would keep the window full until its date: it is dropped the same way.
+                    cur.execute(f"DELETE FROM {RATE_LOG_TABLE} WHERE bucket = %s AND (at <= %s OR at > %s) "
+                                "RETURNING at > %s",
+                                (self.bucket, now - self.window_seconds, now + FUTURE_TOLERANCE_SECONDS, now))
+                    ahead = sum(1 for (future,) in cur.fetchall() if future)
+                    cur.execute(f"SELECT count(*) FROM {RATE_LOG_TABLE} WHERE bucket = %s", (self.bucket,))
+                    used = cur.fetchone()[0]
+                    if used < self.requests:
+                        cur.execute(f"INSERT INTO {RATE_LOG_TABLE} (bucket, at) VALUES (%s, %s)", (self.bucket, now))
+                        wait = 0.0
+                    else:  # a slot frees when the row `requests` places before the newest leaves the window
+                        cur.execute(f"SELECT at FROM {RATE_LOG_TABLE} WHERE bucket = %s ORDER BY at "
+                                    "LIMIT 1 OFFSET %s", (self.bucket, used - self.requests))
+                        wait = max(0.001, cur.fetchone()[0] + self.window_seconds - now)
+                conn.commit()
+            except (errors.LockNotAvailable, errors.QueryCanceled):
+                conn.rollback()
+                raise _Busy() from None
+            except errors.UndefinedTable:  # dropped while we ran: make it again, then retry at once
+                conn.rollback()
+                self._ensure_table()
+                return 0.001
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                self._drop_connection()
+                raise CoordinationError(f"lost the connection to {self.where}: "
+                                        f"{scrub(_first_line(exc), self.url)}") from None
+            except psycopg2.Error as exc:
+                conn.rollback()
+                raise self._unavailable("refused the request log", exc) from None
+        if ahead:
+            log.warning("Discarded %d rate limiter entries dated ahead of the database clock from %s (bucket %s): "
+                        "the database's clock stepped back, or someone wrote rows by hand. Left in place they "
+                        "would have blocked every request until then", ahead, self.where, self.bucket)
+        if wait == 0.0:
+            self.last_granted_at = now
+        return wait
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def close(self) -> None:
+        with self._mutex:
+            self._closed = True
+            self._drop_connection()
+
+
 # --- the limiter ---------------------------------------------------------------------------------------
 
 
@@ -248,8 +430,9 @@ class RateLimiter:
     `max_wait_seconds` (then `RateLimiterStalled`).
 
     With `state_path`, the window is shared through that SQLite file by all processes on the
-    machine; without it, only by the threads of this process. `default_state_path()` is the private
-    default location of a shared state.
+    machine, or, when it is a postgresql:// URL, through that database by all processes on every
+    machine reaching it; without it, only by the threads of this process. `default_state_path()` is the
+    private default location of a shared (one-machine) state.
     """
 
     def __init__(
@@ -273,6 +456,8 @@ class RateLimiter:
         self.requests = requests
         self.window_seconds = window_seconds
         self.state_path = str(state_path) if state_path else None
+        self.bucket = bucket
+        self._pg: PostgresRateLog | None = None
         # The server counts a request when it arrives, the limiter when it grants it: with the window
         # exactly the API's, a request granted just as a slot frees can arrive 61st in the server's window
         # when the one 60 earlier was slower in flight (seen: 0-2 429s per 1,200 requests at full rate).
@@ -289,6 +474,11 @@ class RateLimiter:
         self.max_wait_seconds = float(max_wait_seconds)
         self.log_wait_seconds = float(log_wait_seconds)
         rate = Rate(requests, enforced_ms)
+        if self.state_path and is_postgres_url(self.state_path):
+            self.state_path = self.state_path.strip()
+            self._pg = PostgresRateLog(self.state_path, bucket, requests, self.enforced_window_seconds,
+                                       connect_timeout=min(10.0, self.max_wait_seconds))
+            return
         if self.state_path:
             path = Path(self.state_path)
             self._bucket = open_guarded_bucket([rate], path, bucket, lock_timeout=self.max_wait_seconds,
@@ -298,12 +488,18 @@ class RateLimiter:
         self._limiter = Limiter(self._bucket, buffer_ms=25)
 
     def _why(self) -> str:
-        shared = f"this and other processes sharing {self.state_path}" if self.state_path else "this process"
+        if self._pg is not None:
+            shared = f"this and other processes sharing {self._pg.where} (bucket {self.bucket})"
+        else:
+            shared = f"this and other processes sharing {self.state_path}" if self.state_path else "this process"
         return f"the budget of {self.requests} requests per {self.window_seconds:g} s is used up by {shared}"
 
     def acquire(self) -> float:
         """Take one request slot, sleeping as long as needed (at most `max_wait_seconds`); returns the
-        seconds waited. Raises `RateLimiterStalled` when no slot came in time."""
+        seconds waited. Raises `RateLimiterStalled` when no slot came in time (and, with a PostgreSQL
+        state, `RateLimiterUnavailable` when the database could not be used)."""
+        if self._pg is not None:
+            return self._acquire_postgres()
         started = time.monotonic()
         deadline = started + self.max_wait_seconds
         next_report = started + self.log_wait_seconds
@@ -318,22 +514,73 @@ class RateLimiter:
                 raise RateLimiterStalled(f"No request slot from the rate limiter within "
                                          f"{self.max_wait_seconds:g} s: {self._why()}")
             if now >= next_report:
-                # Up to one window is the budget working (a burst used it up); beyond, something is off.
-                level = logging.WARNING if waited > self.enforced_window_seconds + 2 else logging.INFO
-                log.log(level, "Rate limiter: waiting %.0f s so far for a request slot (gives up after "
-                        "%g s): %s", waited, self.max_wait_seconds, self._why())
-                next_report = now + self.log_wait_seconds
+                next_report = self._report_waiting(waited)
             elif now - attempt < 0.005:
                 time.sleep(0.01)  # refused without waiting (a lock timeout): do not spin
+        return self._report_waited(started)
+
+    def _report_waiting(self, waited: float) -> float:
+        """Log a wait still going on; returns when to log the next time."""
+        # Up to one window is the budget working (a burst used it up); beyond, something is off.
+        level = logging.WARNING if waited > self.enforced_window_seconds + 2 else logging.INFO
+        log.log(level, "Rate limiter: waiting %.0f s so far for a request slot (gives up after "
+                "%g s): %s", waited, self.max_wait_seconds, self._why())
+        return time.monotonic() + self.log_wait_seconds
+
+    def _report_waited(self, started: float) -> float:
         waited = time.monotonic() - started
         if waited >= self.log_wait_seconds:
             level = logging.WARNING if waited > self.enforced_window_seconds + 2 else logging.INFO
             log.log(level, "Rate limiter: waited %.1f s for a request slot: %s", waited, self._why())
         return waited
 
+    def _acquire_postgres(self) -> float:
+        """`acquire` on the PostgreSQL log: a short transaction per try, the sleeps between tries outside it.
+
+        A lost connection is reopened on the next try; if the database stays unreachable until the
+        deadline, `RateLimiterUnavailable` says why (the URL redacted)."""
+        assert self._pg is not None
+        started = time.monotonic()
+        deadline = started + self.max_wait_seconds
+        next_report = started + self.log_wait_seconds
+        outage: CoordinationError | None = None
+        while True:
+            attempt = time.monotonic()
+            try:
+                # The bucket's lock is held for a few statements: waiting up to 5 s for it is contention,
+                # longer is a stuck session (which the server ends after its idle-in-transaction timeout).
+                wait = self._pg.try_take(lock_timeout=min(5.0, max(0.05, deadline - attempt)))
+                if outage is not None:
+                    log.warning("Rate limiter: %s is reachable again", self._pg.where)
+                    outage = None
+            except _Busy:
+                wait = 0.01
+            except CoordinationError as exc:  # lost, or not reopened yet: try again until the deadline
+                if outage is None:
+                    log.warning("Rate limiter: %s; reconnecting (gives up after %g s)", exc, self.max_wait_seconds)
+                outage = exc
+                wait = 0.5
+            if wait == 0.0:
+                return self._report_waited(started)
+            now = time.monotonic()
+            if now >= deadline:
+                if outage is not None:
+                    raise RateLimiterUnavailable(f"The rate limiter's PostgreSQL could not be used for "
+                                                 f"{now - started:.1f} s: {outage}") from None
+                raise RateLimiterStalled(f"No request slot from the rate limiter within "
+                                         f"{self.max_wait_seconds:g} s: {self._why()}")
+            if now >= next_report:
+                next_report = self._report_waiting(now - started)
+            # A little past the instant the slot frees, so the next try finds it free on the database's clock.
+            time.sleep(max(0.0, min(wait + 0.01, deadline - now, next_report - now)))
+
     def close(self) -> None:
         """Stop pyrate-limiter's background leak thread and close the bucket's SQLite connection: a
-        long-lived process (the sensor's code server) makes a client per tick."""
+        long-lived process (the sensor's code server) makes a client per tick. With PostgreSQL: closes its
+        connection."""
+        if self._pg is not None:
+            self._pg.close()
+            return
         self._limiter.close()
         close_bucket = getattr(self._bucket, "close", None)
         if close_bucket is not None:

@@ -234,7 +234,14 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
+_BUCKET_URL = re.compile(r"s3a?://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?")
+
+
 def parse_lake_dir(raw: str) -> str:
+    if raw.strip().startswith(("s3://", "s3a://")):  # object storage: checked when a run first writes
+        if not _BUCKET_URL.fullmatch(raw.strip()):
+            raise _Invalid("expected s3://bucket/prefix (a bucket name, then an optional prefix)")
+        return raw.strip().rstrip("/")
     path = Path(os.path.abspath(os.path.expanduser(raw.strip())))
     expected = "expected a directory this user can write (created if missing)"
     if path.exists() and not path.is_dir():
@@ -249,6 +256,11 @@ def parse_lake_dir(raw: str) -> str:
 
 
 def parse_state_path(raw: str) -> str:
+    """A local file (its directory must be creatable), or a postgresql:// URL taken as is: that database then
+    holds the request log shared across machines, checked when a client first connects (where any error
+    names the URL with its password hidden). No URL check here: a message about it would quote the value."""
+    if raw.strip().lower().startswith(("postgresql://", "postgres://")):
+        return raw.strip()
     path = Path(os.path.abspath(os.path.expanduser(raw.strip())))
     expected = "expected a file path for the rate limiter's SQLite state (its directory is created 0700)"
     if path.is_dir():

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +75,97 @@ def make_client(server: SimulatorServer, *, requests: int = 10_000, window: floa
 def client(simulator) -> Iterator[HuntressClient]:
     with make_client(simulator) as c:
         yield c
+
+
+# --- a throwaway PostgreSQL server (coordination across machines, the Dagster instance) --------------------
+
+
+def _postgres_bindir() -> Path | None:
+    """The directory of initdb/pg_ctl: `pg_config --bindir` (if it has them), else the newest Debian
+    /usr/lib/postgresql/*/bin, else whatever initdb is on PATH."""
+    candidates: list[Path] = []
+    if pg_config := shutil.which("pg_config"):
+        try:
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=30, check=False)
+            if out.returncode == 0 and out.stdout.strip():
+                candidates.append(Path(out.stdout.strip()))
+        except (OSError, subprocess.SubprocessError):
+            pass
+
+    def version(path: Path) -> tuple[int, ...]:
+        return tuple(int(part) for part in re.findall(r"\d+", path.parent.name)) or (0,)
+
+    candidates += sorted((p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")),
+                         key=version, reverse=True)
+    if initdb := shutil.which("initdb"):
+        candidates.append(Path(initdb).resolve().parent)
+    for bindir in candidates:
+        if (bindir / "initdb").is_file() and (bindir / "pg_ctl").is_file():
+            return bindir
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """`postgresql://postgres@127.0.0.1:<port>/huntress_test` of a PostgreSQL cluster started for this session
+    (initdb in a temp dir, trust auth, 127.0.0.1 only, fsync off) and stopped at its end. As root, the server
+    runs as the `postgres` user (PostgreSQL refuses to run as root)."""
+    bindir = _postgres_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    as_server: list[str] = []
+    owner: tuple[int, int] | None = None
+    if os.geteuid() == 0:
+        try:
+            account = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root, and there is no `postgres` user to run PostgreSQL as")
+        owner = (account.pw_uid, account.pw_gid)
+        as_server = ["runuser", "-u", "postgres", "--"] if shutil.which("runuser") else []
+    # Not under pytest's tmp_path: its directories are 0700 root's, which the postgres user cannot enter.
+    base = Path(tempfile.mkdtemp(prefix="huntress-pg-"))
+    data, sockets, logfile = base / "data", base / "sock", base / "server.log"
+    sockets.mkdir()
+    if owner:
+        for path in (base, sockets):
+            os.chown(path, *owner)
+
+    def server_cmd(*args: str, **kwargs) -> subprocess.CompletedProcess:
+        command = [*as_server, *args]
+        extra = {"user": owner[0], "group": owner[1], "extra_groups": []} if owner and not as_server else {}
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, **extra, **kwargs)
+
+    def fail(step: str, result: subprocess.CompletedProcess) -> None:
+        server_log = logfile.read_text(errors="replace") if logfile.exists() else ""
+        pytest.fail(f"PostgreSQL {step} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}\n"
+                    f"{server_log[-4000:]}")
+
+    port = _free_port()
+    started = False
+    try:
+        result = server_cmd(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
+                            "-E", "UTF8", "--locale=C", "--no-sync")
+        if result.returncode:
+            fail("initdb", result)
+        options = (f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -F -c max_connections=200 "
+                   "-c full_page_writes=off -c synchronous_commit=off")
+        result = server_cmd(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(logfile), "-o", options,
+                            "-w", "-t", "60", "start")
+        started = True
+        if result.returncode:
+            fail("start", result)
+        result = subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                                 "huntress_test"], capture_output=True, text=True, timeout=60, check=False)
+        if result.returncode:
+            fail("createdb", result)
+        yield f"postgresql://postgres@127.0.0.1:{port}/huntress_test"
+    finally:
+        if started:
+            server_cmd(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(base, ignore_errors=True)
