@@ -252,7 +252,7 @@ def steady_state(sim: SimProcess, workdir: Path, minutes: int, pace: float) -> d
     pipeline = make_pipeline(sim.url, workdir, history_days=HISTORY_DAYS, overlap_seconds=overlap)
     sensor = pipeline.defs.get_sensor_def("huntress_alert_sensor")
     schedule = pipeline.defs.get_schedule_def("huntress_collect_schedule")
-    resources = {"huntress": pipeline.defs.resources["huntress"]}
+    resources = pipeline.defs.resources
     with dg.build_sensor_context(instance=pipeline.instance, resources=resources) as context:
         cursor = sensor(context).cursor  # the sensor's first evaluation, before the measured hour
     spent: dict[str, list[dict]] = {
@@ -299,7 +299,7 @@ def steady_state(sim: SimProcess, workdir: Path, minutes: int, pace: float) -> d
             tick = datetime.now(timezone.utc)
             with dg.build_schedule_context(
                 instance=pipeline.instance, scheduled_execution_time=tick,
-                resources={"lake": pipeline.defs.resources["lake"]},
+                resources=pipeline.defs.resources,
             ) as context:
                 requests = schedule.evaluate_tick(context).run_requests
             for request in requests:

@@ -128,7 +128,7 @@ def run(quick: bool) -> dict[str, Any]:
         pipeline.run_inventory()
         pipeline.run_collect()
         sensor = pipeline.defs.get_sensor_def("huntress_alert_sensor")
-        resources = {"huntress": pipeline.defs.resources["huntress"]}
+        resources = pipeline.defs.resources
         with dg.build_sensor_context(instance=pipeline.instance, resources=resources) as context:
             cursor = sensor(context).cursor
         samples = []

@@ -77,7 +77,7 @@ def queries(con) -> list[tuple[str, str, list[Any]]]:
 
 
 def run(lake_dir: str | Path | None, incidents: int) -> dict[str, Any]:
-    import duckdb
+    from huntress_dagster.lake import open_catalog
 
     header(
         f"6. Query speed (DuckDB over huntress.duckdb views; lake of {incidents:,} incidents; "
@@ -87,7 +87,7 @@ def run(lake_dir: str | Path | None, incidents: int) -> dict[str, Any]:
         print("  no lake was built (end-to-end benchmark did not complete): skipped")
         return {"rows": [], "skipped": True}
     rows = []
-    con = duckdb.connect(str(Path(lake_dir) / "huntress.duckdb"), read_only=True)
+    con = open_catalog(lake_dir)  # read-only, views relative to the lake (file_search_path)
     try:
         for name, sql, params in queries(con):
             started = time.perf_counter()

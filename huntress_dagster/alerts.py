@@ -16,7 +16,6 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from . import layout
 from .inventory import write_ocsf
@@ -135,15 +134,10 @@ def _sql_list(values: list[str]) -> str:
     return "[" + ", ".join(sql_literal(v) for v in values) + "]"
 
 
-def _file_signature(path: Path) -> str:
-    stat = path.stat()
-    return f"{stat.st_size}:{stat.st_mtime_ns}"
-
-
 def _parsed_alert_files(lake: Lake) -> dict[str, Path]:
     """The parsed files of every alert class, by "<msg_class>/<account>/<day>"."""
     return {f"{msg_class}/{layout.account_of(path)}/{path.parent.name.removeprefix('day=')}": path
-            for msg_class in ALERT_CLASSES for path in lake.root.glob(layout.parsed_glob(msg_class))}
+            for msg_class in ALERT_CLASSES for path in lake.glob(layout.parsed_glob(msg_class))}
 
 
 def _day_of(source: str) -> str:
@@ -156,11 +150,11 @@ def _alerts_sources(lake: Lake, files: dict[str, Path]) -> dict[str, Any]:
     days = {}
     for source, path in files.items():
         fingerprint = lake.file_metadata(path).get(SOURCE_FINGERPRINT)
-        days[source] = fingerprint.decode() if fingerprint else _file_signature(path)
+        days[source] = fingerprint.decode() if fingerprint else lake.signature(path)
     assets = lake.root / layout.ASSETS_FILE
     organizations = lake.root / layout.inventory_file("organizations")
-    return {"format": ALERTS_FORMAT_VERSION, "assets": _file_signature(assets) if assets.exists() else "",
-            "organizations": _file_signature(organizations) if organizations.exists() else "",
+    return {"format": ALERTS_FORMAT_VERSION, "assets": lake.signature(assets) if assets.exists() else "",
+            "organizations": lake.signature(organizations) if organizations.exists() else "",
             "days": days}
 
 
@@ -225,7 +219,7 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
             _register_alert_uid(con)
             # Streamed writes: no insertion order to keep (DuckDB would buffer rows for it)
             con.execute("SET preserve_insertion_order = false")
-            views = lake.register_views(con)
+            views = lake.register_views(con, ["assets", "organizations"])
             assets = "assets" if "assets" in views else NO_ASSETS_SQL
             organizations = "organizations" if "organizations" in views else NO_ORGANIZATIONS_SQL
             con.execute("CREATE TEMP TABLE versions AS "
@@ -270,7 +264,7 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
 
 
 def _alert_rows(lake: Lake) -> int:
-    return sum(pq.read_metadata(path).num_rows for path in lake.files("alerts"))
+    return sum(lake.num_rows(path) for path in lake.files("alerts"))
 
 
 def _write_alerts_part(lake: Lake, con: Any, bucket: int, incremental: bool, batch_rows: int = 10_000) -> None:

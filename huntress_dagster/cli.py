@@ -157,11 +157,13 @@ def run_sql(args: argparse.Namespace) -> int:
 
     from .lake import Lake
 
-    lake_dir = Path(args.lake_dir).expanduser()
-    if not lake_dir.is_dir():
+    from .lake import is_object_store
+
+    lake_dir = args.lake_dir if is_object_store(args.lake_dir) else Path(args.lake_dir).expanduser()
+    if isinstance(lake_dir, Path) and not lake_dir.is_dir():
         print(f"FAILED: no lake at {lake_dir} (set --lake-dir or HUNTRESS_LAKE_DIR)", file=sys.stderr)
         return 2
-    lake = Lake(lake_dir)
+    lake = Lake(lake_dir)  # s3://bucket/prefix: read through the AWS_* credentials and endpoint
     with tempfile.TemporaryDirectory(prefix="huntress-sql-") as spill, lake.connect(Path(spill)) as con:
         tables = lake.register_views(con)
         queries = [args.query] if args.query else _read_queries(tables)

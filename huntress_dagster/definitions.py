@@ -14,6 +14,7 @@ import dagster as dg
 from .assets import build_assets
 from .automation import build_jobs, build_schedules, build_sensor, connection_test_job
 from .checks import build_checks
+from .coordination import is_postgres_url
 from .demo import ensure_demo_simulator
 from .resources import HuntressConnection, HuntressLakeResource, HuntressResource
 from .settings import Settings
@@ -55,6 +56,8 @@ def build_definitions(settings: Settings, huntress: HuntressResource | None = No
                 rate_limit_state_path=settings.rate_limit_state, max_pages_per_walk=settings.max_pages_per_walk,
                 max_response_bytes=settings.max_response_bytes)
     lake = lake or HuntressLakeResource(lake_dir=settings.lake_dir, umask=settings.lake_umask,
+                                        locks_url=settings.rate_limit_state if is_postgres_url(
+                                            settings.rate_limit_state) else "",
                                         excluded_indicator_domains=list(settings.excluded_indicator_domains))
     partitions = dg.DailyPartitionsDefinition(start_date=settings.start_date, timezone="UTC", end_offset=1)
     automation_on = settings.demo  # real accounts: the user switches schedules and the sensor on

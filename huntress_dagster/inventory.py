@@ -177,7 +177,7 @@ def build_inventory(lake: Lake, inventory: Inventory, contexts: dict[str, parsin
     count = 0
     # Under the table lock from read to rename, so concurrent builds cannot publish an older state last.
     with lake.lock(inventory.table), lake.connect() as con:
-        views = lake.register_views(con)
+        views = lake.register_views(con, [inventory.stream.raw_table])
         raw = inventory.stream.raw_table
         accounts = lake.accounts(inventory.stream)
         if raw not in views or not accounts or not con.execute(f"SELECT count(*) FROM {raw}").fetchall()[0][0]:
@@ -248,6 +248,7 @@ def write_ocsf_form(lake: Lake, inventory: Inventory, batch_rows: int = 10_000) 
         return 0
     file, schema, convert = OCSF_FORMS[inventory.table]
     with lake.lock(file), lake.atomic_path(lake.root / file) as tmp:
-        batches = pq.ParquetFile(source).iter_batches(batch_size=batch_rows)
-        return write_ocsf(tmp, batches, schema, _events(convert))
+        with lake.open_read(source) as handle:
+            batches = pq.ParquetFile(handle).iter_batches(batch_size=batch_rows)
+            return write_ocsf(tmp, batches, schema, _events(convert))
 

@@ -10,19 +10,33 @@ partition, with short-lived in-memory DuckDB connections doing the heavy lifting
 holds views, refreshed best-effort, so a user with the catalog open (read-only or not) never breaks a run.
 
 Files and directories are created owner-only by default (umask 077; `HUNTRESS_UMASK` for a group).
+
+The lake may also live on S3-compatible object storage (`s3://bucket/prefix`, credentials and endpoint from
+the standard AWS_* variables), through fsspec (s3fs, behind a pathlib-like `UPath`) for Python and the same
+filesystem registered in DuckDB for SQL. An object store has no rename, but a PUT is all-or-nothing: a reader
+sees the previous object or the new one, never a half-written one, and an interrupted upload leaves nothing.
+So every file is still written whole to a LOCAL temporary file first and then published with one PUT of the
+final object name (`publish`), which keeps the guarantee above; staging, temporary files, DuckDB's spill and
+(without a PostgreSQL URL) the locks stay on the machine's local disk (`scratch`). Read-merge-write of a
+partition is guarded by `lock`, which works across machines with a PostgreSQL URL (coordination.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
+import hashlib
+import itertools
 import logging
 import os
+import re
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -78,6 +92,15 @@ def sql_files(files: Iterable[Path]) -> str:
     return "[" + ", ".join(sql_literal(str(p)) for p in files) + "]"
 
 
+def is_object_store(location: str | os.PathLike) -> bool:
+    """Whether a lake location is on S3-compatible object storage (s3://bucket/prefix)."""
+    return str(location).startswith(("s3://", "s3a://"))
+
+
+def _is_local(path: Any) -> bool:
+    return isinstance(path, Path)
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -89,13 +112,30 @@ def _process_alive(pid: int) -> bool:
 
 
 class Lake:
-    """One lake directory."""
+    """One lake: a local directory, or a prefix of an S3-compatible bucket."""
 
     def __init__(self, root: str | os.PathLike, *, duckdb_memory_limit: str = "1GB", duckdb_threads: int = 2,
-                 umask: int = DEFAULT_UMASK):
-        self.root = Path(root).expanduser().resolve()
+                 umask: int = DEFAULT_UMASK, locks_url: str | None = None, scratch_dir: str | None = None):
+        """`locks_url`: a PostgreSQL URL for locks that hold across machines (default: file locks, one
+        machine). `scratch_dir`: local working space of an object-store lake (default: the temp dir)."""
         self.dir_mode = 0o777 & ~umask
         self.file_mode = 0o666 & ~umask
+        self.locks_url = locks_url
+        self.duckdb_memory_limit = duckdb_memory_limit
+        self.duckdb_threads = duckdb_threads
+        if is_object_store(root):
+            from upath import UPath
+
+            self.location = str(root).rstrip("/")
+            # no listings cache: another machine's writes must be seen by the next glob
+            self.root: Any = UPath(self.location, use_listings_cache=False)
+            digest = hashlib.sha256(self.location.encode()).hexdigest()[:12]
+            self.scratch = Path(scratch_dir or tempfile.gettempdir()) / f"huntress_dagster-{digest}"
+            self.mkdir(self.scratch)
+            return
+        self.root = Path(root).expanduser().resolve()
+        self.location = str(self.root)
+        self.scratch = self.root
         if self.root.exists() and not self.root.is_dir():
             raise HuntressConfigError(f"The lake directory {str(self.root)!r} (HUNTRESS_LAKE_DIR) exists and is "
                                       "not a directory")
@@ -104,11 +144,13 @@ class Lake:
         except OSError as exc:
             raise HuntressConfigError(f"Cannot create the lake directory {str(self.root)!r} (HUNTRESS_LAKE_DIR): "
                                       f"{exc.strerror}") from None
-        self.duckdb_memory_limit = duckdb_memory_limit
-        self.duckdb_threads = duckdb_threads
 
     def __repr__(self) -> str:
-        return f"Lake({str(self.root)!r})"
+        return f"Lake({self.location!r})"
+
+    @property
+    def remote(self) -> bool:
+        return not _is_local(self.root)
 
     # --- plumbing --------------------------------------------------------------------------------
 
@@ -116,8 +158,11 @@ class Lake:
     def catalog_path(self) -> Path:
         return self.root / layout.CATALOG_FILE
 
-    def mkdir(self, path: Path) -> Path:
-        """Create `path` and its missing parents with the lake's directory mode (whatever the process umask)."""
+    def mkdir(self, path: Any) -> Any:
+        """Create `path` and its missing parents with the lake's directory mode (whatever the process umask).
+        An object store has no directories: nothing to do there."""
+        if not _is_local(path):
+            return path
         missing = []
         while not path.exists():
             missing.append(path)
@@ -129,42 +174,79 @@ class Lake:
         return missing[0] if missing else path
 
     def check_writable(self) -> None:
-        """Fail before any API request if the lake cannot be written (read-only mount, wrong owner)."""
-        probe = self.root / f"{TMP_PREFIX}{os.getpid()}-probe"
+        """Fail before any API request if the lake cannot be written (read-only mount, wrong owner, no
+        bucket or no permission)."""
+        probe = self.root / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-probe"
         try:
             probe.write_bytes(b"")
             probe.unlink()
-        except OSError as exc:
-            raise HuntressConfigError(f"The lake directory {str(self.root)!r} (HUNTRESS_LAKE_DIR) is not "
-                                      f"writable: {exc.strerror}") from None
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+            raise HuntressConfigError(f"The lake {self.location!r} (HUNTRESS_LAKE_DIR) is not writable: "
+                                      f"{reason}") from None
 
-    def lock(self, name: str, timeout: float = 600) -> FileLock:
-        """A cross-process lock per table or partition, so read-merge-write never interleaves."""
-        path = self.root / layout.lock_file(name)
+    def lock(self, name: str, timeout: float = 600) -> Any:
+        """A lock per table or partition, so read-merge-write never interleaves: across machines with a
+        PostgreSQL URL, else a file lock (processes of this machine)."""
+        if self.locks_url:
+            from .coordination import PostgresLock
+
+            return PostgresLock(self.locks_url, f"{self.location}|{name}", timeout=timeout)
+        path = self.scratch / layout.lock_file(name)
         self.mkdir(path.parent)
         return FileLock(str(path), timeout=timeout, mode=self.file_mode)
 
     def connect(self, spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
         """A private in-memory DuckDB for computing over Parquet (no file lock involved); it spills to the
-        lake's own temp directory unless given another (a reader must not write into the lake)."""
+        lake's own (local) temp directory unless given another (a reader must not write into the lake). For
+        an object-store lake, the lake's filesystem is registered, so SQL reads and writes s3:// paths."""
         con = duckdb.connect(config={"memory_limit": self.duckdb_memory_limit, "threads": self.duckdb_threads})
-        spill = spill_dir or self.root / layout.SPILL_DIR
+        spill = spill_dir or self.scratch / layout.SPILL_DIR
         self.mkdir(spill)  # DuckDB does not create missing parents of its spill dir
         con.execute(f"SET temp_directory = {sql_literal(str(spill))}")
         con.execute("SET TimeZone = 'UTC'")  # timestamps come back as UTC whatever the machine's zone
+        if self.remote:
+            con.register_filesystem(self.root.fs)
         return con
 
-    def files(self, table: str) -> list[Path]:
-        return sorted(self.root.glob(layout.TABLE_GLOBS[table]))
+    def files(self, table: str) -> list[Any]:
+        return self.glob(layout.TABLE_GLOBS[table])
 
-    def tmp_path(self, final: Path) -> Path:
+    def glob(self, pattern: str) -> list[Any]:
+        """The lake's files matching a pattern relative to its root (`*` within one path segment), sorted.
+        On an object store: ONE listing of the pattern's literal prefix, matched segment by segment (fsspec's
+        glob lists level by level: a request per directory)."""
+        if not self.remote:
+            return sorted(self.root.glob(pattern), key=str)
+        parts = pattern.split("/")
+        literal = list(itertools.takewhile(lambda part: not any(c in part for c in "*?["), parts[:-1]))
+        base = "/".join([self.root.path, *literal])
+        try:
+            keys = self.root.fs.find(base)
+        except FileNotFoundError:
+            return []
+        found = []
+        for key in keys:
+            relative = key[len(self.root.path) + 1:].split("/")
+            if len(relative) == len(parts) and all(map(fnmatch.fnmatchcase, relative, parts)):
+                found.append(self.root / "/".join(relative))
+        return sorted(found, key=str)
+
+    def tmp_path(self, final: Any) -> Path:
+        """A local temporary file to write `final` into: next to it in a local lake (renamed into place), in
+        the local scratch space for an object store (uploaded with one PUT)."""
+        unique = f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}-{final.name}"
+        if self.remote:
+            directory = self.scratch / "_tmp" / "publish"
+            self.mkdir(directory)
+            return directory / unique
         self.mkdir(final.parent)
         # The writer's pid in the name lets `clean_leftovers` tell a dead run's file from a live one's.
-        return final.with_name(f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}-{final.name}")
+        return final.with_name(unique)
 
     @contextlib.contextmanager
-    def atomic_path(self, final: Path) -> Iterator[Path]:
-        """Yield a temporary path next to `final`; rename it into place only if the block succeeds."""
+    def atomic_path(self, final: Any) -> Iterator[Path]:
+        """Yield a local temporary path; publish it as `final` only if the block succeeds."""
         tmp = self.tmp_path(final)
         try:
             yield tmp
@@ -173,10 +255,42 @@ class Lake:
             if tmp.exists():
                 tmp.unlink()
 
-    def publish(self, tmp: Path, final: Path) -> None:
-        """Move a finished temporary file into place: atomic on POSIX, so readers see old or new, never half."""
+    def publish(self, tmp: Path, final: Any) -> None:
+        """Put a finished temporary file in place, whole: a rename (atomic on POSIX), or one PUT of the final
+        object (all-or-nothing on S3), so readers see old or new, never half."""
+        if self.remote:
+            final.fs.put_file(str(tmp), final.path)
+            tmp.unlink()
+            return
         tmp.chmod(self.file_mode)
         os.replace(tmp, final)
+
+    @contextlib.contextmanager
+    def open_read(self, path: Any) -> Iterator[IO[bytes] | str]:
+        """Something pyarrow reads `path` through: the local path itself, or an open object-store file."""
+        if _is_local(path):
+            yield str(path)
+            return
+        with path.open("rb") as handle:
+            yield handle
+
+    def read_metadata(self, path: Any) -> pq.FileMetaData:
+        with self.open_read(path) as source:
+            return pq.read_metadata(source)
+
+    def file_metadata(self, path: Any) -> dict[bytes, bytes]:
+        return self.read_metadata(path).metadata or {}
+
+    def num_rows(self, path: Any) -> int:
+        return self.read_metadata(path).num_rows
+
+    def signature(self, path: Any) -> str:
+        """Changes whenever the file is rewritten: size and mtime, or size and ETag on an object store."""
+        if _is_local(path):
+            stat = path.stat()
+            return f"{stat.st_size}:{stat.st_mtime_ns}"
+        info = path.fs.info(path.path)
+        return f"{info.get('size')}:{info.get('ETag') or info.get('LastModified')}"
 
     # --- crash hygiene ---------------------------------------------------------------------------
 
@@ -186,7 +300,7 @@ class Lake:
 
         The walk holds a lock on it, so `clean_leftovers` in another run can tell a live walk's staging
         from a dead one's (a killed process's lock is released by the OS)."""
-        stage_dir = self.root / layout.STAGING_DIR / uuid.uuid4().hex
+        stage_dir = self.scratch / layout.STAGING_DIR / uuid.uuid4().hex
         self.mkdir(stage_dir.parent)
         holder = FileLock(str(stage_dir) + ".lock", mode=self.file_mode)
         with holder:  # held before the directory exists: a cleaner never sees it unheld while alive
@@ -201,7 +315,7 @@ class Lake:
         """Remove what dead runs left behind: staging directories no live walk holds, and temporary files
         of processes that no longer run on this machine. Returns what was removed (for run metadata)."""
         removed = {"staging_dirs": 0, "tmp_files": 0, "bytes": 0}
-        staging_root = self.root / layout.STAGING_DIR
+        staging_root = self.scratch / layout.STAGING_DIR
         for stage_dir in (p for p in staging_root.glob("*") if p.is_dir()) if staging_root.exists() else ():
             holder = FileLock(str(stage_dir) + ".lock", mode=self.file_mode)
             try:
@@ -215,7 +329,7 @@ class Lake:
             finally:
                 holder.release()
                 Path(holder.lock_file).unlink(missing_ok=True)
-        for tmp in self.root.rglob(f"{TMP_PREFIX}*"):
+        for tmp in self.scratch.rglob(f"{TMP_PREFIX}*"):
             pid = tmp.name.removeprefix(TMP_PREFIX).split("-", 1)[0]
             if tmp.is_file() and (not pid.isdigit() or not _process_alive(int(pid))):
                 with contextlib.suppress(OSError):
@@ -233,10 +347,6 @@ class Lake:
         with self.atomic_path(final) as tmp:
             pq.write_table(table, tmp, compression="zstd")
 
-    @staticmethod
-    def file_metadata(path: Path) -> dict[bytes, bytes]:
-        return pq.read_metadata(path).metadata or {}
-
     # --- raw tables and quarantine -----------------------------------------------------------------
 
     def walked(self, stream: Stream, account: str, scope: str | None = None) -> WalkedPartitions:
@@ -250,6 +360,8 @@ class Lake:
     def accounts(self, stream: Stream) -> list[str]:
         """The accounts the lake holds raw data of, for a stream."""
         base = self.root / stream.raw_table
+        if self.remote:  # prefixes, not directories: an account is there if it has a file
+            return sorted({layout.account_of(p) for p in self.glob(layout.raw_glob(stream))})
         return sorted(p.name.removeprefix("account=") for p in base.glob("account=*") if p.is_dir()) \
             if base.exists() else []
 
@@ -257,6 +369,8 @@ class Lake:
         """Move a single-account lake of the first wave (no account= level) under `account`; returns the
         directories moved. Parsed days are moved too, so alerts need no re-parse."""
         moved = 0
+        if self.remote:  # the first wave's layout only ever existed on a local disk
+            return 0
         with self.lock("layout"):
             for pattern in layout.LEGACY_DAY_DIRS:
                 for day_dir in sorted(self.root.glob(pattern)):
@@ -273,23 +387,32 @@ class Lake:
     def quarantine_path(self, stream_name: str, collected_at: datetime, unique: str) -> Path:
         return self.root / layout.quarantine_file(stream_name, collected_at, unique)
 
-    def quarantine_files(self, stream_name: str) -> list[Path]:
-        return sorted((self.root / layout.quarantine_dir(stream_name)).glob("*.parquet"))
+    def quarantine_files(self, stream_name: str) -> list[Any]:
+        return self.glob(f"{layout.quarantine_dir(stream_name)}/*.parquet")
 
     # --- catalog ----------------------------------------------------------------------------------
 
-    def view_sql(self, table: str) -> str | None:
-        """`SELECT` over a table's files, or None while it has none (a view over no files fails)."""
-        if not self.files(table):
+    def view_sql(self, table: str, relative: bool = False) -> str | None:
+        """`SELECT` over a table's files, or None while it has none (a view over no files fails). `relative`:
+        paths relative to the lake root (the catalog file's views: a moved lake still works, read with
+        DuckDB's `file_search_path` set to the lake, as `huntress-dagster sql` does)."""
+        files = self.files(table)
+        if not files:
             return None
-        pattern = sql_literal(str(self.root / layout.TABLE_GLOBS[table]))
         options = ", hive_partitioning = true, union_by_name = true" if table in layout.HIVE_TABLES else ""
-        return f"SELECT * FROM read_parquet({pattern}{options})"
+        if self.remote:  # the files listed now: DuckDB would glob the store again, level by level. And no
+            # union_by_name, which opens every file before the query prunes any: an object-store lake is
+            # written by this version only (one schema per table), where a local one may hold older files.
+            hive = ", hive_partitioning = true" if table in layout.HIVE_TABLES else ""
+            return f"SELECT * FROM read_parquet({sql_files(files)}{hive})"
+        glob = layout.TABLE_GLOBS[table] if relative else f"{self.location}/{layout.TABLE_GLOBS[table]}"
+        return f"SELECT * FROM read_parquet({sql_literal(glob)}{options})"
 
-    def register_views(self, con: duckdb.DuckDBPyConnection) -> list[str]:
-        """Create (temporary) views for every table with data on a connection; returns their names."""
+    def register_views(self, con: duckdb.DuckDBPyConnection, tables: Iterable[str] | None = None) -> list[str]:
+        """Create (temporary) views for every table with data (or those of `tables`) on a connection; returns
+        their names."""
         names = []
-        for table in layout.TABLE_GLOBS:
+        for table in layout.TABLE_GLOBS if tables is None else [t for t in layout.TABLE_GLOBS if t in set(tables)]:
             sql = self.view_sql(table)
             if sql:
                 con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS {sql}")
@@ -299,17 +422,23 @@ class Lake:
     def preview(self, sql: str, limit: int = 5) -> list[dict]:
         """A few rows of a query over the lake's views (for run metadata)."""
         with self.connect() as con:
-            self.register_views(con)
+            self.register_views(con, [t for t in layout.TABLE_GLOBS if re.search(rf"\b{t}\b", sql)])
             return con.sql(f"SELECT * FROM ({sql}) LIMIT {limit}").to_arrow_table().to_pylist()
 
     def refresh_catalog(self, timeout: float = 5.0) -> bool:
-        """Point huntress.duckdb's views at the current files. Best effort: if someone holds the file,
-        the existing views (globs) already cover new files, so the run goes on."""
-        statements = [f"CREATE OR REPLACE VIEW {t} AS {sql}" for t in layout.TABLE_GLOBS if (sql := self.view_sql(t))]
+        """Point huntress.duckdb's views at the current tables (paths relative to the lake, so a moved lake
+        still works). Best effort: if someone holds the file, the existing views (globs) already cover new
+        files, so the run goes on. An object-store lake has no catalog file: `huntress-dagster sql` (or
+        `huntress-dagster catalog`) gives the views."""
+        if self.remote:
+            return False
+        statements = [f"CREATE OR REPLACE VIEW {t} AS {sql}" for t in layout.TABLE_GLOBS
+                      if (sql := self.view_sql(t, relative=True))]
         if not statements:
             return False
         try:
             with self.lock("catalog", timeout=timeout), duckdb.connect(str(self.catalog_path)) as con:
+                con.execute(f"SET file_search_path = {sql_literal(str(self.root))}")  # views bind their files now
                 for statement in statements:
                     con.execute(statement)
             self.catalog_path.chmod(self.file_mode)  # DuckDB creates it with the process umask
@@ -318,3 +447,11 @@ class Lake:
             log.warning("Catalog %s not refreshed (%s); Parquet files are committed and the existing views "
                         "cover them", self.catalog_path, str(exc).splitlines()[0])
             return False
+
+
+def open_catalog(lake_dir: str | os.PathLike, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """The lake's catalog file opened the way its relative views need: `file_search_path` = the lake."""
+    root = Path(lake_dir).expanduser().resolve()
+    con = duckdb.connect(str(root / layout.CATALOG_FILE), read_only=read_only)
+    con.execute(f"SET file_search_path = {sql_literal(str(root))}")
+    return con

@@ -72,7 +72,7 @@ def raw_glob(stream: Stream, account: str = "*") -> str:
 
 def account_of(path: Path) -> str:
     """The account a raw or parsed file belongs to (its `account=` directory)."""
-    return next(part.removeprefix("account=") for part in path.parts if part.startswith("account="))
+    return next(part.removeprefix("account=") for part in str(path).split("/") if part.startswith("account="))
 
 
 def parsed_file(msg_class: str, account: str, day: date) -> str:

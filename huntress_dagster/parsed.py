@@ -52,12 +52,11 @@ def raw_sources(lake: Lake, stream: Stream, account: str, day: date) -> list[Pat
     return lake.snapshots(stream, account).files(day)
 
 
-def _fingerprint(sources: list[Path], ctx: parsing.ParseContext) -> bytes:
+def _fingerprint(lake: Lake, sources: list[Path], ctx: parsing.ParseContext) -> bytes:
     digest = hashlib.sha256(PARSED_FORMAT_VERSION.encode())
     digest.update(repr(ctx).encode())
     for path in sources:
-        stat = path.stat()
-        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        digest.update(f"{path}|{lake.signature(path)}".encode())
     return digest.hexdigest().encode()
 
 
@@ -86,10 +85,10 @@ def _write_parsed(lake: Lake, stream: Stream, account: str, day: date, ctx: pars
     final = parsed_path(lake, msg_class, account, day)
     if not sources:
         return
-    fingerprint = _fingerprint(sources, ctx)
+    fingerprint = _fingerprint(lake, sources, ctx)
     if final.exists() and lake.file_metadata(final).get(SOURCE_FINGERPRINT) == fingerprint:
         stats.skipped.append(msg_class)
-        stats.rows[msg_class] = stats.rows.get(msg_class, 0) + pq.read_metadata(final).num_rows
+        stats.rows[msg_class] = stats.rows.get(msg_class, 0) + lake.num_rows(final)
         return
     columns = ["raw_json", "collected_at"] + (["remediations_json"] if stream.completes_remediations else [])
     schema = PARSED_SCHEMA.with_metadata({SOURCE_FINGERPRINT: fingerprint})
@@ -97,29 +96,34 @@ def _write_parsed(lake: Lake, stream: Stream, account: str, day: date, ctx: pars
     with lake.lock(f"parsed_syslog/{msg_class}/{account}/{day.isoformat()}"), lake.atomic_path(final) as tmp, \
             pq.ParquetWriter(tmp, schema, compression="zstd") as writer, \
             QuarantineWriter(lake, stream.name, ctx.tenantid, datetime.now(timezone.utc)) as quarantine:
-        for path in sources:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
-                raws = _raw_texts(stream, batch)
-                invalid: list[int] = []
+        for batch in _batches(lake, sources, batch_rows, columns):
+            raws = _raw_texts(stream, batch)
+            invalid: list[int] = []
 
-                def on_invalid(index: int, reason: str, raws: list[str] = raws, invalid: list[int] = invalid) -> None:
-                    invalid.append(index)
-                    quarantine.add_text(raws[index], f"not normalizable: {reason}", stream.path)
+            def on_invalid(index: int, reason: str, raws: list[str] = raws, invalid: list[int] = invalid) -> None:
+                invalid.append(index)
+                quarantine.add_text(raws[index], f"not normalizable: {reason}", stream.path)
 
-                table = parsing.normalize_records(msg_class, raws, ctx, on_invalid=on_invalid)
-                collected = batch.column("collected_at")
-                if invalid:
-                    bad = set(invalid)
-                    keep = [i for i in range(batch.num_rows) if i not in bad]
-                    collected = collected.take(pa.array(keep, pa.int64()))
-                table = table.append_column("collected_at", collected)
-                writer.write_table(table.cast(schema))
-                count += table.num_rows
-                for level in table.column("parse_level").to_pylist():
-                    if level:
-                        stats.parse_levels[level] = stats.parse_levels.get(level, 0) + 1
+            table = parsing.normalize_records(msg_class, raws, ctx, on_invalid=on_invalid)
+            collected = batch.column("collected_at")
+            if invalid:
+                bad = set(invalid)
+                keep = [i for i in range(batch.num_rows) if i not in bad]
+                collected = collected.take(pa.array(keep, pa.int64()))
+            table = table.append_column("collected_at", collected)
+            writer.write_table(table.cast(schema))
+            count += table.num_rows
+            for level in table.column("parse_level").to_pylist():
+                if level:
+                    stats.parse_levels[level] = stats.parse_levels.get(level, 0) + 1
         stats.quarantined += quarantine.count
     stats.rows[msg_class] = stats.rows.get(msg_class, 0) + count
+
+
+def _batches(lake: Lake, sources: list[Path], batch_rows: int, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    for path in sources:
+        with lake.open_read(path) as source:
+            yield from pq.ParquetFile(source).iter_batches(batch_size=batch_rows, columns=columns)
 
 
 Contexts = dict[str, parsing.ParseContext]  # by account id; "*" for an account not listed

@@ -71,7 +71,7 @@ class WalkedPartitions:
         return self.lake.root / layout.raw_day_file(self.stream, self.account, day)
 
     def files(self) -> list[Path]:
-        return sorted(self.lake.root.glob(layout.raw_glob(self.stream, self.account)))
+        return self.lake.glob(layout.raw_glob(self.stream, self.account))
 
     def committed_days(self) -> list[date]:
         return sorted(date.fromisoformat(p.parent.name.removeprefix("day=")) for p in self.files())
@@ -180,7 +180,7 @@ class WalkedPartitions:
                 else:
                     self._merge_versions(sources, final, marker)
                 stats.days += 1
-                stats.rows_written += pq.read_metadata(final).num_rows
+                stats.rows_written += self.lake.num_rows(final)
         return stats
 
     def has_repeated_versions(self, files: list[Path]) -> bool:
@@ -269,8 +269,8 @@ class Snapshots:
 
     def files(self, day: date | None = None) -> list[Path]:
         if day is None:
-            return sorted(self.lake.root.glob(layout.raw_glob(self.stream, self.account)))
-        return sorted((self.lake.root / layout.day_dir(self.stream, self.account, day)).glob(layout.SNAPSHOT_FILES))
+            return self.lake.glob(layout.raw_glob(self.stream, self.account))
+        return self.lake.glob(f"{layout.day_dir(self.stream, self.account, day)}/{layout.SNAPSHOT_FILES}")
 
     def newest_time(self) -> datetime | None:
         files = self.files()
@@ -280,7 +280,7 @@ class Snapshots:
         """How a snapshot differs from the one before it: new, updated, unchanged and removed objects."""
         earlier = [p for p in self.files() if p.name < snapshot.name]
         if not earlier:
-            return {"new": pq.read_metadata(snapshot).num_rows, "updated": 0, "unchanged": 0, "removed": 0}
+            return {"new": self.lake.num_rows(snapshot), "updated": 0, "unchanged": 0, "removed": 0}
         with self.lake.connect() as con:
             new, updated, unchanged, removed = con.execute("""
                 SELECT count(*) FILTER (WHERE o.id IS NULL),

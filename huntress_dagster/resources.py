@@ -127,5 +127,10 @@ class HuntressLakeResource(dg.ConfigurableResource):
     def parse_worker_count(self) -> int:
         return self.parse_workers or os.cpu_count() or 1
 
+    locks_url: str = Field(default="", description="PostgreSQL URL of the locks guarding partitions across "
+                           "machines (the rate limiter's HUNTRESS_RATE_LIMIT_STATE when that is PostgreSQL); "
+                           "empty: file locks, one machine")
+
     def get_lake(self) -> Lake:
-        return Lake(self.lake_dir, duckdb_memory_limit=self.duckdb_memory_limit, umask=self.umask)
+        return Lake(self.lake_dir, duckdb_memory_limit=self.duckdb_memory_limit, umask=self.umask,
+                    locks_url=self.locks_url or None)

@@ -67,8 +67,10 @@ class Pipeline:
             return con.execute(sql).fetchall()
 
 
-def make_pipeline(server: SimulatorServer, tmp_path: Path, **huntress_overrides) -> Pipeline:
-    lake_dir = tmp_path / "lake"
+def make_pipeline(server: SimulatorServer, tmp_path: Path, lake_dir: str | Path | None = None,
+                  **huntress_overrides) -> Pipeline:
+    """`lake_dir`: default tmp_path/lake; s3://bucket/prefix for a lake on the object store."""
+    lake_dir = lake_dir or tmp_path / "lake"
     state_path = tmp_path / "ratelimit.sqlite"
     settings = dataclasses.replace(Settings.from_env({}), lake_dir=str(lake_dir), start_date=start_day().isoformat(),
                                    rate_limit_state=str(state_path))
@@ -142,4 +144,7 @@ def table_snapshot(lake_dir: Path, table: str, exclude: tuple[str, ...] = ()) ->
 
 
 def open_catalog_read_only(lake_dir: Path) -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(str(lake_dir / "huntress.duckdb"), read_only=True)
+    """The catalog file as an analyst opens it: its views are relative to the lake (file_search_path)."""
+    from huntress_dagster.lake import open_catalog
+
+    return open_catalog(lake_dir)

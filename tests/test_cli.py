@@ -51,6 +51,18 @@ def test_headless_demo_materializes_everything_and_summarizes(tmp_path):
                              timeout=120, cwd=tmp_path)
         assert ran.returncode == 0 and "│" in ran.stdout, (example, ran.stderr[-2000:])
 
+    # the catalog file's views are relative to the lake: moved elsewhere, it answers the README's ATTACH snippet
+    import duckdb
+
+    moved = tmp_path / "elsewhere" / "huntress"
+    moved.parent.mkdir()
+    (tmp_path / "lake").rename(moved)
+    snippet = readme.split("-- duckdb (2.0) from anywhere:\n", 1)[1].split("```", 1)[0]
+    with duckdb.connect() as con:
+        for statement in filter(str.strip, snippet.replace("/data/huntress", str(moved)).split(";")):
+            result = con.execute(statement).fetchall()
+    assert result[0][0] == int(summary["alerts"])
+
 
 def test_run_command_materializes_every_stream_on_the_instance_and_fails_loudly(simulator, tmp_path):
     import dagster as dg

@@ -61,11 +61,13 @@ def test_full_materialization_then_sensor_run_makes_alerts_equal_the_truth(simul
     assert lake_alerts(pipeline) == truth_alerts(simulator)
 
     sensor = pipeline.defs.get_sensor_def("huntress_alert_sensor")
-    resources = {"huntress": pipeline.defs.resources["huntress"]}
+    resources = pipeline.defs.resources
     with dg.build_sensor_context(instance=pipeline.instance, resources=resources) as context:
         first = sensor(context)
     cursor = first.cursor
-    assert json.loads(cursor)["incident_reports"]["id"] and json.loads(cursor)["escalations"]["id"]
+    seen = json.loads(cursor)["seen"]  # by connection/account/stream
+    assert seen[f"default/{pipeline.account}/incident_reports"]["id"] and \
+        seen[f"default/{pipeline.account}/escalations"]["id"]
 
     changed = admin(simulator, "tick", {"new_incidents": 5, "status_changes": 4, "agent_changes": 3})
     before = simulator.request_log[-1]["t"]
@@ -76,7 +78,8 @@ def test_full_materialization_then_sensor_run_makes_alerts_equal_the_truth(simul
     assert len(sensor_requests) == 2 and all("limit=1" in e["query"] for e in sensor_requests)
     assert len(result.run_requests) == 1
     run = result.run_requests[0]
-    assert run.run_key.startswith("incident_reports:") and "escalations:" in run.run_key
+    assert run.run_key.startswith(f"default|{pipeline.account}/incident_reports:") and "/escalations:" in run.run_key
+    assert run.tags["huntress/connection"] == "default" and run.tags["huntress/account"] == pipeline.account
     assert {k.to_user_string() for k in run.asset_selection} == {"raw_incidents", "raw_escalations",
                                                                  "parsed_syslog", "alerts"}
 
@@ -324,8 +327,9 @@ def test_schedules_request_the_right_partitions(simulator, tmp_path):
     tick = datetime.combine(today(), datetime.min.time(), tzinfo=timezone.utc) + timedelta(minutes=5)
     with dg.build_schedule_context(instance=pipeline.instance, scheduled_execution_time=tick,
                                    repository_def=pipeline.defs.get_repository_def(),
-                                   resources={"lake": pipeline.defs.resources["lake"]}) as ctx:
-        [request] = incidents.evaluate_tick(ctx).run_requests
+                                   resources=pipeline.defs.resources) as ctx:
+        [request] = incidents.evaluate_tick(ctx).run_requests  # one run per connection: here one key
+        assert request.tags["huntress/connection"] == "default"
         assert request.tags["dagster/asset_partition_range_start"] == str(today() - timedelta(days=1))
         assert request.tags["dagster/asset_partition_range_end"] == str(today())
         [request] = agents.evaluate_tick(ctx).run_requests
@@ -352,7 +356,7 @@ def test_a_day_an_outage_left_incomplete_is_flagged_and_read_again_by_the_next_s
 
     schedule = pipeline.defs.get_schedule_def("huntress_collect_schedule")
     with dg.build_schedule_context(instance=pipeline.instance, scheduled_execution_time=datetime.now(timezone.utc),
-                                   resources={"lake": pipeline.defs.resources["lake"]}) as context:
+                                   resources=pipeline.defs.resources) as context:
         [request] = schedule.evaluate_tick(context).run_requests
     assert request.tags["dagster/asset_partition_range_start"] == day.isoformat()  # not only yesterday
     result = pipeline.defs.resolve_job_def(COLLECT_JOB).execute_in_process(tags=request.tags,
