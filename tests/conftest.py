@@ -27,6 +27,8 @@ from huntress_dagster.simulator import (
     WorldConfig,
 )
 
+from .object_store import s3_lake, s3_server  # noqa: F401 (fixtures: a real S3 server)
+
 # Small worlds keep the suite fast; tests that need scale ask for it.
 SMALL_WORLD = dict(organizations=3, agents=60, incidents=300, days=10, large_body_share=0.0)
 

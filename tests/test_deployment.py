@@ -19,7 +19,7 @@ from huntress_dagster.simulator import DEMO_API_KEY, DEMO_API_SECRET
 from huntress_dagster.streams import WALK_STREAMS
 
 from .dagster_helpers import start_day, today
-from .object_store import BUCKET, object_names, s3_server  # noqa: F401 (fixture)
+from .object_store import BUCKET, object_names
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET, WINDOW = 12, 2.0  # requests per window of the key, shared by both pods

@@ -9,7 +9,7 @@ from huntress_dagster.cli import main
 from huntress_dagster.lake import Lake
 
 from .dagster_helpers import make_pipeline
-from .object_store import object_names, s3_lake, s3_server  # noqa: F401 (fixtures)
+from .object_store import object_names
 
 pytestmark = pytest.mark.filterwarnings("ignore::dagster.BetaWarning", "ignore::dagster.PreviewWarning")
 
