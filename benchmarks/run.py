@@ -18,10 +18,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_api, bench_e2e, bench_latency, bench_query, bench_ratelimit  # noqa: E402
+from benchmarks import (  # noqa: E402
+    bench_accounts,
+    bench_api,
+    bench_e2e,
+    bench_latency,
+    bench_query,
+    bench_ratelimit,
+)
 from benchmarks.common import BENCH_DIR, bench_env, header, quiet_dagster, scratch  # noqa: E402
 
-SECTIONS = ["api", "ratelimit", "e2e", "query", "latency", "parsing"]
+SECTIONS = ["api", "ratelimit", "e2e", "query", "latency", "accounts", "parsing"]
 
 
 def machine() -> dict[str, str]:
@@ -91,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             results["query"] = bench_query.run(lake, incidents)
     if "latency" in sections:
         results["latency"] = bench_latency.run(args.quick)
+    if "accounts" in sections:
+        results["accounts"] = bench_accounts.run(args.quick)
     if "parsing" in sections:
         results["parsing"] = run_parsing(args.quick)
 

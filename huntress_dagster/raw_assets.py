@@ -14,6 +14,7 @@ from pydantic import Field
 from .client import HuntressClient
 from .collect import WalkStats, snapshot_stream, walk_stream
 from .connections import (
+    ACCOUNT_TAG,
     Account,
     Connection,
     cached_accounts,
@@ -21,6 +22,7 @@ from .connections import (
     remember_accounts,
     selected_accounts,
     selected_connections,
+    tagged,
 )
 from .errors import HuntressError
 from .lake import Lake, day_start, sql_literal
@@ -88,14 +90,18 @@ def prepare_lake(context: dg.AssetExecutionContext, lake: HuntressLakeResource) 
 
 
 def accounts_for(huntress: HuntressResource, connection: Connection, store: Lake, client: HuntressClient,
-                 run_id: str | None = None) -> list[Account]:
+                 run_id: str | None = None, wanted: set[str] | None = None) -> list[Account]:
     """The accounts a connection reaches: its own, then a reseller's customer accounts (`/v1/accounts`).
     Listed once per run (2 requests; every raw asset of the run reuses it), so an account added at Huntress
     is collected by the next run; outside runs (the sensor) a listing younger than
-    `account_discovery_seconds` is reused. A lake of the single-account layout is moved under the own
+    `account_discovery_seconds` is reused; a run narrowed to `wanted` account ids (the sensor's runs) reuses
+    any listing that names them all (2 requests saved per sensor run). A lake of the single-account layout is moved under the own
     account first."""
     if run_id is not None:
         accounts = cached_accounts(store, connection, run_id=run_id)
+        if accounts is None and wanted:  # a run for named accounts (the sensor's): any listing naming them
+            known = cached_accounts(store, connection) or []
+            accounts = known if wanted <= {str(a.account_id) for a in known} else None
     else:
         accounts = cached_accounts(store, connection, max_age_seconds=huntress.account_discovery_seconds)
     if accounts is None:
@@ -121,7 +127,8 @@ class AccountsOfRun:
             client = None
             try:
                 with self.huntress.get_client(connection) as client:
-                    accounts = accounts_for(self.huntress, connection, self.store, client, self.context.run.run_id)
+                    accounts = accounts_for(self.huntress, connection, self.store, client, self.context.run.run_id,
+                                            tagged(self.context.run.tags, ACCOUNT_TAG))
                     for account in selected_accounts(accounts, self.context.run.tags):
                         if account.serves(self.stream):
                             yield connection, client, account

@@ -68,10 +68,11 @@ class Pipeline:
 
 
 def make_pipeline(server: SimulatorServer, tmp_path: Path, lake_dir: str | Path | None = None,
-                  **huntress_overrides) -> Pipeline:
-    """`lake_dir`: default tmp_path/lake; s3://bucket/prefix for a lake on the object store."""
+                  postgres_url: str | None = None, **huntress_overrides) -> Pipeline:
+    """`lake_dir`: default tmp_path/lake; s3://bucket/prefix for a lake on the object store. `postgres_url`:
+    the rate limiter's log and the partition locks in PostgreSQL (a production deployment's coordination)."""
     lake_dir = lake_dir or tmp_path / "lake"
-    state_path = tmp_path / "ratelimit.sqlite"
+    state_path = postgres_url or tmp_path / "ratelimit.sqlite"
     settings = dataclasses.replace(Settings.from_env({}), lake_dir=str(lake_dir), start_date=start_day().isoformat(),
                                    rate_limit_state=str(state_path))
     config = dict(host_url=server.url, api_key=DEMO_API_KEY, api_secret=DEMO_API_SECRET,
@@ -79,7 +80,7 @@ def make_pipeline(server: SimulatorServer, tmp_path: Path, lake_dir: str | Path 
                   rate_limit_state_path=str(state_path), backoff_base_seconds=0.05, backoff_max_seconds=0.5)
     config.update(huntress_overrides)
     defs = build_definitions(settings, huntress=HuntressResource(**config),
-                             lake=HuntressLakeResource(lake_dir=str(lake_dir)))
+                             lake=HuntressLakeResource(lake_dir=str(lake_dir), locks_url=postgres_url or ""))
     return Pipeline(server, lake_dir, state_path, defs, dg.DagsterInstance.ephemeral())
 
 

@@ -198,3 +198,10 @@ def test_the_connection_test_reports_every_key(deployment, capsys):
     captured = capsys.readouterr()
     assert "OK [msp]" in captured.out and "FAILED [direct]" in captured.err and "HTTP 401" in captured.err
     assert DIRECT_SECRET not in captured.err + captured.out
+    # The run it asks for walks the changed accounts only, reusing the sensor's listing of the accounts
+    run = changed.run_requests[0]
+    started = datetime.now(timezone.utc).timestamp()
+    assert defs.resolve_job_def(COLLECT_JOB).execute_in_process(
+        tags=run.tags, asset_selection=run.asset_selection, instance=instance).success
+    paths = {r["path"] for r in admin(server, f"requests?since={started}")["requests"]}
+    assert paths and not paths & {"/v1/account", "/v1/accounts"}

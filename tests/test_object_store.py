@@ -26,10 +26,11 @@ COMPARED = {
 
 @pytest.mark.slow
 def test_the_pipeline_on_an_object_store_lake_gives_the_same_tables_as_on_disk(make_simulator, tmp_path, s3_lake,
-                                                                             capsys):
+                                                                             postgres_url, capsys):
     server = make_simulator({"incidents": 80, "agents": 20, "signals": 40, "days": 5})
     local = make_pipeline(server, tmp_path / "local")
-    remote = make_pipeline(server, tmp_path / "remote", lake_dir=s3_lake)
+    # as deployed: the lake on the object store, the rate budget and the partition locks in PostgreSQL
+    remote = make_pipeline(server, tmp_path / "remote", lake_dir=s3_lake, postgres_url=postgres_url)
     for pipeline in (local, remote):
         assert pipeline.run_agents().success and pipeline.run_incidents().success
     for table, columns in COMPARED.items():
