@@ -9,18 +9,22 @@ true without waiting on the automation daemon.
 
 
 import json
+import socket
 from datetime import date, datetime, timezone
 
 import dagster as dg
 
 from .collect import PoisonRecord, parse_api_time, record_key
-from .connections import ACCOUNT_TAG, CONNECTION_TAG, Account, discover_accounts
+from .account_runs import HOST_TAG, PID_TAG
+from .connections import ACCOUNT_TAG, CONNECTION_TAG, Account, discover_accounts, tagged
+from .health import Evaluation, runs_recorded, write_health
+from .lake import process_alive
 from .errors import HuntressError
 from .inventory import INVENTORIES
-from .raw_assets import accounts_for
+from .account_runs import accounts_for
 from .raw_partitions import catch_up_start
 from .resources import HuntressLakeResource, HuntressResource
-from .streams import ALERT_STREAMS, SNAPSHOT_STREAMS, WALK_STREAMS, Stream
+from .streams import ALERT_STREAMS, SNAPSHOT_STREAMS, STREAMS, WALK_STREAMS, Stream
 
 COLLECT_JOB = "huntress_collect_job"
 INVENTORY_JOB = "huntress_inventory_job"
@@ -209,3 +213,73 @@ def build_sensor(settings, default_status: dg.DefaultSensorStatus) -> dg.SensorD
         return dg.SensorResult(run_requests=runs, cursor=json.dumps(cursor))
 
     return alert_sensor
+
+
+RUN_HEALTH_SENSOR = "huntress_run_health_sensor"
+OWN_JOBS = {COLLECT_JOB: WALK_STREAMS, INVENTORY_JOB: SNAPSHOT_STREAMS, ALL_JOB: STREAMS}
+
+
+def _dead_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    """Started runs whose raw steps' process, on this machine, is gone: marked failed."""
+    dead = []
+    for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        run = record.dagster_run
+        pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
+        if pid and host == socket.gethostname() and not process_alive(int(pid)):  # tagged by our raw steps
+            instance.report_run_failed(run, f"The run's process {pid} on {host} ended without finishing it "
+                                            "(killed, e.g. SIGKILL or the out-of-memory killer)")
+            dead.append(run)
+    return dead
+
+
+def _streams_of(run: dg.DagsterRun) -> list[Stream]:
+    """The streams a run was to collect: its selection's raw assets (a UI "Materialize" is __ASSET_JOB), or
+    its job's; none for a run of anything else."""
+    selected = {k.to_user_string() for k in run.asset_selection or []}
+    if selected:
+        return [s for s in STREAMS if s.raw_table in selected]
+    return list(OWN_JOBS.get(run.job_name, []))
+
+
+def _failure_of(instance: dg.DagsterInstance, run: dg.DagsterRun) -> tuple[str, str]:
+    """(error class, message) of a failed run: its first step failure's error, else the run failure's text."""
+    for record in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records:
+        error = record.event_log_entry.dagster_event.step_failure_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        if error is not None:
+            return error.cls_name or "StepFailure", error.message.strip().splitlines()[0][:400]
+    records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+    message = records[-1].event_log_entry.dagster_event.message if records else "the run failed"
+    return ("RunWorkerDied" if "ended without finishing" in (message or "") else "RunFailure"), message or ""
+
+
+def build_run_health_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
+    @dg.sensor(name=RUN_HEALTH_SENSOR, minimum_interval_seconds=30, default_status=default_status,
+               description="Records failed runs that were to collect Huntress streams into connector_health with the "
+                           "class of what failed them (a crash, a kill, out of memory), unless the run recorded its "
+                           "own health rows (API errors); marks failed a run whose process on this machine died.")
+    def run_health(context: dg.SensorEvaluationContext, lake: HuntressLakeResource,
+                   huntress: HuntressResource) -> dg.SkipReason:
+        instance, store = context.instance, lake.get_lake()
+        _dead_runs(instance)
+        since = float(context.cursor or 0)
+        records = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE],
+                                                         updated_after=datetime.fromtimestamp(since, timezone.utc)))
+        recorded = 0
+        for record in sorted(records, key=lambda r: r.update_timestamp):
+            run = record.dagster_run
+            since = max(since, record.update_timestamp.timestamp())
+            streams = _streams_of(run)
+            if not streams or runs_recorded(store, run.run_id):
+                continue
+            error_class, message = _failure_of(instance, run)
+            named = tagged(run.tags, CONNECTION_TAG) or {c.name for c in huntress.connection_list()}
+            write_health(store, [Evaluation(connection, None, None, stream, error=message, error_class=error_class,
+                                            run_id=run.run_id, source="run_failure").row(datetime.now(timezone.utc))
+                                 for connection in sorted(named) for stream in streams])
+            recorded += 1
+        context.update_cursor(str(since))
+        return dg.SkipReason(f"{recorded} failed run(s) recorded in connector_health")
+
+    return run_health

@@ -10,7 +10,7 @@ from . import layout
 from .alerts import TABLE_KEY_COLUMNS
 from .lake import Lake
 from .resources import HuntressLakeResource
-from .streams import STREAMS, Stream
+from .streams import PLATFORM_ACTIONS, STREAMS, Stream
 
 
 def duplicate_alert_keys(lake: Lake) -> int:
@@ -127,6 +127,40 @@ def freshness_check(stream: Stream) -> dg.AssetChecksDefinition:
     return check
 
 
+def open_platform_actions(lake: Lake) -> list[str]:
+    """The platform actions Huntress reports as not resolved (e.g. a log source down, Microsoft Defender
+    disabled): each one's latest version, as "tenant, organizations [..]: type / subtype (severity, status)"."""
+    if not lake.files(PLATFORM_ACTIONS.raw_table):
+        return []
+    with lake.connect() as con:
+        lake.register_views(con, [PLATFORM_ACTIONS.raw_table])
+        rows = con.execute(f"""
+            SELECT tenantid, try(json_extract(raw_json, '$.organization_ids'))::VARCHAR,
+                   concat_ws(' / ', try(json_extract_string(raw_json, '$.type')),
+                             try(json_extract_string(raw_json, '$.subtype'))),
+                   try(json_extract_string(raw_json, '$.severity')), try(json_extract_string(raw_json, '$.status'))
+            FROM {PLATFORM_ACTIONS.raw_table}
+            QUALIFY row_number() OVER (PARTITION BY account, id ORDER BY updated_at DESC) = 1""").fetchall()
+    return [f"{t}, organizations {o}: {kind} ({severity}, {status})" for t, o, kind, severity, status in rows
+            if status != "resolved"]
+
+
+def platform_actions_check() -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=PLATFORM_ACTIONS.raw_table, name="no_open_platform_action",
+                    description="Huntress reports no unresolved platform action: something on the Huntress side "
+                                "needs a person (e.g. Microsoft Defender disabled, an agent not reporting), and "
+                                "its detections may be missing or delayed until it is fixed.")
+    def check(lake: HuntressLakeResource) -> dg.AssetCheckResult:
+        actions = open_platform_actions(lake.get_lake())
+        return dg.AssetCheckResult(
+            passed=not actions, severity=dg.AssetCheckSeverity.WARN,
+            description=(f"{len(actions)} platform action(s) open in Huntress: act on them in the Huntress portal: "
+                         + "; ".join(actions[:10])) if actions else None,
+            metadata={"open_platform_actions": len(actions), "actions": dg.MetadataValue.md(
+                "\n".join(f"- {a}" for a in actions[:50]) or "_none_")})
+    return check
+
+
 def build_checks() -> list[dg.AssetChecksDefinition]:
     @dg.asset_check(asset="alerts", blocking=True,
                     description="Exactly one alert per (tenantid, msg_class, huntress_id, organization_id, "
@@ -139,4 +173,4 @@ def build_checks() -> list[dg.AssetChecksDefinition]:
         [missing_partition_check(stream), days_complete_check(stream)] if stream.is_walk else []) + [
         freshness_check(stream),
                                                                         quarantine_check(stream)]]
-    return [alerts_key_unique, *per_stream]
+    return [alerts_key_unique, platform_actions_check(), *per_stream]

@@ -65,6 +65,7 @@ def run_test_connection(args: argparse.Namespace) -> int:
     the typed guidance (exit 2 when any fails)."""
     from .connections import DEFAULT_CONNECTION, Connection, discover_accounts
     from .errors import HuntressError
+    from .health import probe_streams
     from .settings import Settings
 
     settings = Settings.from_env()
@@ -89,12 +90,16 @@ def run_test_connection(args: argparse.Namespace) -> int:
             with HuntressClient(key, secret, connection.host_url, rate_limiter=limiter, max_attempts=3) as client:
                 own, *customers = discover_accounts(client, connection)
                 organizations = sum(1 for _ in client.organizations())
+                readable = probe_streams(client, own)
         except HuntressError as exc:
             print(f"FAILED [{connection.name}]: {exc}", file=sys.stderr)
             failed += 1
             continue
         print(f"OK [{connection.name}]: account {own.name!r} (id {own.account_id}, subdomain {own.subdomain}), "
               f"{organizations} organizations, {len(customers)} customer account(s), via {connection.host_url}")
+        for stream, problem in readable.items():
+            print(f"    {stream:18s} {'readable' if problem is None else 'NOT readable: ' + problem}")
+        failed += any(readable.values())
     return 2 if failed else 0
 
 
@@ -148,6 +153,31 @@ def run_pipeline(args: argparse.Namespace) -> int:
     print(run_summary(result))
     print(lake_summary(Lake(settings.lake_dir)))
     return 0 if result.success else 1
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """The latest connector status per connection, account and stream; exit 1 when any is failing (for
+    monitoring scripts), 2 when there is no lake or no status yet."""
+    from .health import FAILING, current_status
+    from .lake import Lake, is_object_store
+
+    if not is_object_store(args.lake_dir) and not Path(args.lake_dir).expanduser().is_dir():
+        print(f"FAILED: no lake at {args.lake_dir} (set --lake-dir or HUNTRESS_LAKE_DIR)", file=sys.stderr)
+        return 2
+    rows = current_status(Lake(args.lake_dir))
+    if not rows:
+        print("No connector status yet: no run has collected anything into this lake", file=sys.stderr)
+        return 2
+    print(f"{'connection':12s} {'account':>10s} {'stream':18s} {'status':9s} {'lag':>8s}  last success / problem")
+    for row in rows:
+        lag = f"{row['lag_seconds'] / 60:.0f} min" if row["lag_seconds"] is not None else "-"
+        detail = (row["last_success_at"].isoformat(timespec="seconds") if row["last_success_at"] else "never")
+        if row["status"] != "ok" and row["guidance"]:
+            detail += f"; {row['error_class'] or ''}{' HTTP ' + str(row['http_status']) if row['http_status'] else ''}"
+            detail += f": {row['guidance']}"
+        print(f"{row['connection']:12s} {str(row['account_id'] or '-'):>10s} {row['stream']:18s} {row['status']:9s} "
+              f"{lag:>8s}  {detail}")
+    return 1 if any(row["status"] == FAILING for row in rows) else 0
 
 
 def run_sql(args: argparse.Namespace) -> int:
@@ -238,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--connection", help="only these connections (names, comma separated); default: all")
     run.add_argument("--account", help="only these accounts (ids, comma separated); default: all")
     run.set_defaults(func=run_pipeline)
+
+    status = commands.add_parser("status", help="the latest collection status per connection, account and stream "
+                                                "(exit 1 if any is failing)")
+    status.add_argument("--lake-dir", default=os.environ.get("HUNTRESS_LAKE_DIR", "lake"))
+    status.set_defaults(func=run_status)
 
     sql = commands.add_parser("sql", help="query the lake read-only with SQL (DuckDB): one query, or a prompt")
     sql.add_argument("query", nargs="?", help="the query; without it, an interactive prompt")

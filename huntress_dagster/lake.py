@@ -101,7 +101,7 @@ def _is_local(path: Any) -> bool:
     return isinstance(path, Path)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -331,7 +331,7 @@ class Lake:
                 Path(holder.lock_file).unlink(missing_ok=True)
         for tmp in self.scratch.rglob(f"{TMP_PREFIX}*"):
             pid = tmp.name.removeprefix(TMP_PREFIX).split("-", 1)[0]
-            if tmp.is_file() and (not pid.isdigit() or not _process_alive(int(pid))):
+            if tmp.is_file() and (not pid.isdigit() or not process_alive(int(pid))):
                 with contextlib.suppress(OSError):
                     removed["bytes"] += tmp.stat().st_size
                     tmp.unlink()
@@ -417,6 +417,10 @@ class Lake:
             if sql:
                 con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS {sql}")
                 names.append(table)
+        for view, (table, sql) in layout.DERIVED_VIEWS.items():
+            if table in names:
+                con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS {sql}")
+                names.append(view)
         return names
 
     def preview(self, sql: str, limit: int = 5) -> list[dict]:
@@ -434,6 +438,8 @@ class Lake:
             return False
         statements = [f"CREATE OR REPLACE VIEW {t} AS {sql}" for t in layout.TABLE_GLOBS
                       if (sql := self.view_sql(t, relative=True))]
+        statements += [f"CREATE OR REPLACE VIEW {view} AS {sql}" for view, (table, sql) in layout.DERIVED_VIEWS.items()
+                       if any(s.startswith(f"CREATE OR REPLACE VIEW {table} ") for s in statements)]
         if not statements:
             return False
         try:

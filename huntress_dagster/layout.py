@@ -108,6 +108,11 @@ def quarantine_file(stream_name: str, collected_at: datetime, unique: str) -> st
     return f"{quarantine_dir(stream_name)}/{collected_at.strftime(SNAPSHOT_STAMP)}-{unique}.parquet"
 
 
+def health_file(evaluated_at: datetime, unique: str) -> str:
+    """One evaluation's rows of connector_health (append-only)."""
+    return f"connector_health/day={evaluated_at.date().isoformat()}/{evaluated_at.strftime(SNAPSHOT_STAMP)}-{unique}.parquet"
+
+
 def lock_file(name: str) -> str:
     return f"{LOCKS_DIR}/{name.replace('/', '__')}.lock"
 
@@ -125,5 +130,10 @@ TABLE_GLOBS: dict[str, str] = {
     "ocsf_device_inventory_info": DEVICE_INVENTORY_FILE,
     "ocsf_user_inventory_info": USER_INVENTORY_FILE,
     "_quarantine": "_quarantine/stream=*/*.parquet",
+    "connector_health": "connector_health/day=*/*.parquet",
 }
-HIVE_TABLES = {*(stream.raw_table for stream in STREAMS), "parsed_syslog"}
+HIVE_TABLES = {*(stream.raw_table for stream in STREAMS), "parsed_syslog", "connector_health"}
+# Views over a table's view: name -> (the table, SELECT)
+CONNECTOR_STATUS_SQL = ("SELECT * EXCLUDE (day) FROM connector_health QUALIFY row_number() OVER "
+                        "(PARTITION BY connection, account_id, stream ORDER BY evaluated_at DESC) = 1")
+DERIVED_VIEWS = {"connector_status": ("connector_health", CONNECTOR_STATUS_SQL)}

@@ -13,18 +13,12 @@ from pydantic import Field
 
 from .client import HuntressClient
 from .collect import WalkStats, snapshot_stream, walk_stream
+from .account_runs import AccountsOfRun, health_check, health_check_spec, run_tenant, tag_run_process
 from .connections import (
-    ACCOUNT_TAG,
     Account,
     Connection,
-    cached_accounts,
-    discover_accounts,
-    remember_accounts,
-    selected_accounts,
-    selected_connections,
-    tagged,
 )
-from .errors import HuntressError
+from .errors import HuntressError, HuntressPaginationError
 from .lake import Lake, day_start, sql_literal
 from .quarantine import QuarantineWriter
 from .raw_partitions import CommitStats, walk_scope
@@ -41,17 +35,6 @@ class WalkConfig(dg.Config):
         default=False,
         description="Walk every day of the selected partitions in full, instead of only what changed since "
                     "each day's committed watermark")
-
-
-def client_metadata(client: HuntressClient) -> dict[str, Any]:
-    stats = client.stats
-    return {
-        "api_requests": stats.requests,
-        "api_retries": stats.retries,
-        "api_429_responses": stats.throttled_responses,
-        "rate_limit_waits": stats.rate_limit_waits,
-        "rate_limit_wait_seconds": round(stats.rate_limit_wait_seconds, 2),
-    }
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> dg.MetadataValue:
@@ -80,7 +63,9 @@ def log_progress(context: dg.AssetExecutionContext, rows: Iterable[dict], stats:
 
 
 def prepare_lake(context: dg.AssetExecutionContext, lake: HuntressLakeResource) -> tuple[Lake, dict[str, int]]:
-    """The lake, checked writable before any API request, with dead runs' leftovers removed."""
+    """The lake, checked writable before any API request, with dead runs' leftovers removed; the run's process
+    recorded on the run (the run health sensor tells a killed run by it)."""
+    tag_run_process(context)
     store = lake.get_lake()
     store.check_writable()
     leftovers = store.clean_leftovers()
@@ -89,71 +74,13 @@ def prepare_lake(context: dg.AssetExecutionContext, lake: HuntressLakeResource) 
     return store, leftovers
 
 
-def accounts_for(huntress: HuntressResource, connection: Connection, store: Lake, client: HuntressClient,
-                 run_id: str | None = None, wanted: set[str] | None = None) -> list[Account]:
-    """The accounts a connection reaches: its own, then a reseller's customer accounts (`/v1/accounts`).
-    Listed once per run (2 requests; every raw asset of the run reuses it), so an account added at Huntress
-    is collected by the next run; outside runs (the sensor) a listing younger than
-    `account_discovery_seconds` is reused; a run narrowed to `wanted` account ids (the sensor's runs) reuses
-    any listing that names them all (2 requests saved per sensor run). A lake of the single-account layout is moved under the own
-    account first."""
-    if run_id is not None:
-        accounts = cached_accounts(store, connection, run_id=run_id)
-        if accounts is None and wanted:  # a run for named accounts (the sensor's): any listing naming them
-            known = cached_accounts(store, connection) or []
-            accounts = known if wanted <= {str(a.account_id) for a in known} else None
-    else:
-        accounts = cached_accounts(store, connection, max_age_seconds=huntress.account_discovery_seconds)
-    if accounts is None:
-        accounts = discover_accounts(client, connection)
-        store.adopt_legacy_layout(str(accounts[0].account_id))
-        remember_accounts(store, connection, accounts, run_id)
-    return accounts
-
-
-class AccountsOfRun:
-    """The (connection, client, account) triples a run of one stream covers, narrowed by its
-    huntress/connection and huntress/account tags. A connection that cannot list its accounts (401, a
-    missing secret) and an account whose walk fails are recorded in `failures`, never stopping the others."""
-
-    def __init__(self, context: dg.AssetExecutionContext, huntress: HuntressResource, store: Lake, stream: Stream):
-        self.context, self.huntress, self.store, self.stream = context, huntress, store, stream
-        self.failures: list[str] = []
-        self.api: dict[str, float] = {}
-        self.connections = selected_connections(huntress.connection_list(), context.run.tags)
-
-    def __iter__(self) -> Iterator[tuple[Connection, HuntressClient, Account]]:
-        for connection in self.connections:
-            client = None
-            try:
-                with self.huntress.get_client(connection) as client:
-                    accounts = accounts_for(self.huntress, connection, self.store, client, self.context.run.run_id,
-                                            tagged(self.context.run.tags, ACCOUNT_TAG))
-                    for account in selected_accounts(accounts, self.context.run.tags):
-                        if account.serves(self.stream):
-                            yield connection, client, account
-            except HuntressError as exc:
-                self.failed(connection, None, exc)
-            finally:
-                for name, value in (client_metadata(client) if client else {}).items():
-                    self.api[name] = round(self.api.get(name, 0) + value, 2)
-
-    def failed(self, connection: Connection, account: Account | None, exc: Exception) -> None:
-        where = f"connection {connection.name}" + (f", account {account.account_id} ({account.tenantid})"
-                                                   if account else "")
-        self.context.log.error(f"{self.stream.label} of {where}: {exc}")
-        self.failures.append(f"{where}: {exc}")
-
-    def failure(self, done: int, what: str) -> dg.Failure:
-        return dg.Failure(description=f"{self.stream.label}: {len(self.failures)} connection(s)/account(s) "
-                                      f"failed, {done} {what}: " + " | ".join(self.failures),
-                          metadata={"failed": "\n".join(self.failures), what: done})
-
-
-def run_tenant(run: AccountsOfRun) -> str:
-    """The tenant named on a run's quarantined records: its connections' (a record failed to key has no
-    account of its own)."""
-    return ",".join(c.tenant or c.name for c in run.connections)
+def health_metadata(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Numbers the UI plots over time: the worst lag, records collected, 429s and the rate budget's waits."""
+    lags = [r["lag_seconds"] for r in rows if r["lag_seconds"] is not None]
+    return {"lag_seconds": float(max(lags)) if lags else 0.0,
+            "records_collected": sum(r["records_collected"] for r in rows),
+            "accounts_failing": sum(r["status"] == "failing" for r in rows),
+            "accounts_degraded": sum(r["status"] == "degraded" for r in rows)}
 
 
 def walk_failure(stream: Stream, stats: WalkStats, proven: set[date], days: list[date]) -> dg.Failure:
@@ -179,6 +106,7 @@ class AccountWalk:
     commit: CommitStats
     proven: set[date]
     lower: datetime | None
+    recollected: list[str] = dataclasses.field(default_factory=list)  # days completed late (after an outage)
 
 
 def walk_account(context: dg.AssetExecutionContext, stream: Stream, config: WalkConfig, huntress: HuntressResource,
@@ -211,7 +139,10 @@ def walk_account(context: dg.AssetExecutionContext, stream: Stream, config: Walk
         proven = {d for d in days if needs[d] is None or (floor is not None and floor <= needs[d]
                                                            and d.isoformat() not in stats.poisoned_days)}
         commit = partitions.commit(days, staged, walk_started, proven)
-    return AccountWalk(account, stats, commit, proven, lower)
+    # days before the range's last that were not complete before this walk and are now: read again after an
+    # outage (the health history's missing-data accounting)
+    recollected = sorted(d.isoformat() for d in proven if d < days[-1] and needs[d] is not None)
+    return AccountWalk(account, stats, commit, proven, lower, recollected)
 
 
 def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, banner: str) -> dg.AssetsDefinition:
@@ -220,7 +151,7 @@ def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, ba
     @dg.asset(
         name=stream.raw_table, group_name=GROUP, partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(), kinds={"python", "parquet"},
-        tags={"huntress/layer": "raw", "huntress/stream": stream.name},
+        tags={"huntress/layer": "raw", "huntress/stream": stream.name}, check_specs=[health_check_spec(stream)],
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=stream.fresh_within * 4,
                                                         warn_window=stream.fresh_within),
         description=banner + stream.description + f" Verbatim JSON plus key columns, one partition per day of "
@@ -230,7 +161,7 @@ def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, ba
                     "overlap, and a day is marked complete only when the walk proved it.",
     )
     def raw_walked(context: dg.AssetExecutionContext, config: WalkConfig, huntress: HuntressResource,
-                   lake: HuntressLakeResource) -> dg.MaterializeResult:
+                   lake: HuntressLakeResource) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         store, leftovers = prepare_lake(context, lake)
         window = context.partition_time_window
         days = [date.fromisoformat(key) for key in context.partition_keys]
@@ -240,12 +171,19 @@ def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, ba
         with QuarantineWriter(store, stream.name, run_tenant(run), walk_started) as quarantine:
             for connection, client, account in run:
                 try:  # one account's failure (401, 403, a 5xx storm) never stops the others
-                    walks.append(walk_account(context, stream, config, huntress, lake, store, client, connection,
-                                              account, days, window.end, walk_started, quarantine))
+                    walk = walk_account(context, stream, config, huntress, lake, store, client, connection,
+                                        account, days, window.end, walk_started, quarantine)
+                    walks.append(walk)
+                    if walk.stats.anomalies:
+                        run.failed(connection, account, HuntressPaginationError("; ".join(walk.stats.anomalies)))
+                    else:
+                        run.succeeded(connection, account, walk.stats.records_in_window, walk.recollected)
                 except HuntressError as exc:
                     run.failed(connection, account, exc)
         api = run.api
+        health = run.record_health()
         store.refresh_catalog()
+        yield health_check(stream, health)
         for walk in walks:
             if walk.stats.anomalies:
                 raise walk_failure(stream, walk.stats, walk.proven, days)
@@ -268,7 +206,8 @@ def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, ba
             SELECT account, id, updated_at, try(json_extract_string(raw_json, '$.status')) AS status, organization_id
             FROM {stream.raw_table} WHERE day BETWEEN '{days[0]}' AND '{days[-1]}' ORDER BY updated_at DESC""") \
             if walks else []  # e.g. a run narrowed to customer accounts, which this stream does not reach
-        return dg.MaterializeResult(metadata={
+        yield dg.MaterializeResult(metadata={
+            **health_metadata(health),
             "walk_lower_bound": min(lowers).isoformat() if lowers else "none (complete)",
             "walk_upper_bound": window.end.isoformat(), "accounts": len(walks),
             "records_walked": stats.records_walked, "versions_in_window": stats.records_in_window,
@@ -289,13 +228,13 @@ def snapshot_raw_asset(stream: Stream, banner: str) -> dg.AssetsDefinition:
 
     @dg.asset(
         name=stream.raw_table, group_name=GROUP, kinds={"python", "parquet"},
-        tags={"huntress/layer": "raw", "huntress/stream": stream.name},
+        tags={"huntress/layer": "raw", "huntress/stream": stream.name}, check_specs=[health_check_spec(stream)],
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=stream.fresh_within),
         description=banner + stream.description + f" Verbatim JSON plus key columns. A snapshot costs "
                     f"ceil({stream.label} / 500) API requests of {stream.path}.",
     )
     def raw_snapshot(context: dg.AssetExecutionContext, huntress: HuntressResource,
-                     lake: HuntressLakeResource) -> dg.MaterializeResult:
+                     lake: HuntressLakeResource) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         store, leftovers = prepare_lake(context, lake)
         collected_at = datetime.now(timezone.utc)
         stats = WalkStats()
@@ -311,10 +250,13 @@ def snapshot_raw_asset(stream: Stream, banner: str) -> dg.AssetsDefinition:
                                            path_prefix=account.path_prefix)
                     written.append((snapshots, *snapshots.write(
                         log_progress(context, rows, stats, client, stream.raw_table), collected_at)))
+                    run.succeeded(connection, account, written[-1][2])
                 except HuntressError as exc:
                     run.failed(connection, account, exc)
         api = run.api
+        health = run.record_health()
         store.refresh_catalog()
+        yield health_check(stream, health)
         if run.failures:
             raise run.failure(len(written), "snapshots_written")
         changes: dict[str, int] = {"new": 0, "updated": 0, "unchanged": 0, "removed": 0}
@@ -328,8 +270,8 @@ def snapshot_raw_asset(stream: Stream, banner: str) -> dg.AssetsDefinition:
         newest = store.preview(f"""
             SELECT id, organization_id, updated_at FROM read_parquet([{files}])
             ORDER BY updated_at DESC NULLS LAST""") if written else []
-        return dg.MaterializeResult(metadata={
-            stream.name: count, **changes, "accounts": len(written), "pages": stats.pages,
+        yield dg.MaterializeResult(metadata={
+            **health_metadata(health), stream.name: count, **changes, "accounts": len(written), "pages": stats.pages,
             "snapshots": ", ".join(str(path.relative_to(store.root)) for _, path, _ in written),
             "demo_mode": huntress.demo_mode, **api,
             **quarantine_metadata(quarantine), "leftovers_removed_bytes": leftovers["bytes"],

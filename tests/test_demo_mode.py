@@ -127,3 +127,16 @@ def test_dagster_dev_in_demo_mode_shows_every_asset_and_materializes_everything(
     in_range = [r for r in truth if r["updated_at"][:10] >= str(start_day())]  # the materialized range
     assert 0 < len(in_range) < len(truth)
     assert len(alerts) == len(in_range)
+
+    # The UI shows the health checks' results and the numeric metadata it plots over time
+    checks = graphql(port, """query { assetCheckExecutions(assetKey: {path: ["raw_incidents"]},
+        checkName: "connector_healthy", limit: 1) { status evaluation { success severity description } } }""")
+    [execution] = checks["assetCheckExecutions"]
+    assert execution["status"] == "SUCCEEDED" and execution["evaluation"]["success"]
+    series = graphql(port, """query { assetOrError(assetKey: {path: ["raw_incidents"]}) { ... on Asset {
+        assetMaterializations(limit: 1) { metadataEntries { label __typename
+            ... on FloatMetadataEntry { floatValue } ... on IntMetadataEntry { intValue } } } } } }""")
+    entries = {e["label"]: e for e in series["assetOrError"]["assetMaterializations"][0]["metadataEntries"]}
+    assert entries["lag_seconds"]["__typename"] == "FloatMetadataEntry" and entries["lag_seconds"]["floatValue"] >= 0
+    assert entries["records_collected"]["__typename"] == "IntMetadataEntry"
+    assert entries["api_429_responses"]["__typename"] == "IntMetadataEntry"
