@@ -162,6 +162,13 @@ def test_the_sensor_watches_every_account_of_every_key_within_its_per_tick_budge
     admin(server, "tick", {"new_incidents": 2, "accounts": True})
     changed = sensor(dg.build_sensor_context(instance=instance, resources=defs.resources, cursor=quiet.cursor))
     assert changed.run_requests and all(r.tags.get(ACCOUNT_TAG) for r in changed.run_requests)
+    # The run it asks for walks the changed accounts only, reusing the sensor's listing of the accounts
+    run = changed.run_requests[0]
+    started = datetime.now(timezone.utc).timestamp()
+    assert defs.resolve_job_def(COLLECT_JOB).execute_in_process(
+        tags=run.tags, asset_selection=run.asset_selection, instance=instance).success
+    paths = {r["path"] for r in admin(server, f"requests?since={started}")["requests"]}
+    assert paths and not paths & {"/v1/account", "/v1/accounts"}
 
 
 def test_a_run_narrowed_to_one_customer_walks_only_that_account_and_the_graph_is_one(deployment, tmp_path):
@@ -198,10 +205,3 @@ def test_the_connection_test_reports_every_key(deployment, capsys):
     captured = capsys.readouterr()
     assert "OK [msp]" in captured.out and "FAILED [direct]" in captured.err and "HTTP 401" in captured.err
     assert DIRECT_SECRET not in captured.err + captured.out
-    # The run it asks for walks the changed accounts only, reusing the sensor's listing of the accounts
-    run = changed.run_requests[0]
-    started = datetime.now(timezone.utc).timestamp()
-    assert defs.resolve_job_def(COLLECT_JOB).execute_in_process(
-        tags=run.tags, asset_selection=run.asset_selection, instance=instance).success
-    paths = {r["path"] for r in admin(server, f"requests?since={started}")["requests"]}
-    assert paths and not paths & {"/v1/account", "/v1/accounts"}
