@@ -18,6 +18,7 @@ from .connections import (ACCOUNT_TAG, Account, Connection, cached_accounts, dis
                           selected_accounts, selected_connections, tagged)
 from .errors import HuntressError
 from .health import DEGRADED, FAILING, Evaluation, last_success, write_health
+from .inbox import INBOX_TAG
 from .lake import Lake
 from .resources import HuntressResource
 from .streams import Stream
@@ -37,7 +38,7 @@ def client_metadata(client: HuntressClient) -> dict[str, Any]:
 
 
 def accounts_for(huntress: HuntressResource, connection: Connection, store: Lake, client: HuntressClient,
-                 run_id: str | None = None, wanted: set[str] | None = None) -> list[Account]:
+                 run_id: str | None = None, wanted: set[str] | None = None, reuse: bool = False) -> list[Account]:
     """The accounts a connection reaches: its own, then a reseller's customer accounts (`/v1/accounts`).
     Listed once per run (2 requests; every raw asset of the run reuses it), so an account added at Huntress
     is collected by the next run; outside runs (the sensor) a listing younger than
@@ -46,9 +47,9 @@ def accounts_for(huntress: HuntressResource, connection: Connection, store: Lake
     account first."""
     if run_id is not None:
         accounts = cached_accounts(store, connection, run_id=run_id)
-        if accounts is None and wanted:  # a run for named accounts (the sensor's): any listing naming them
+        if accounts is None and (wanted or reuse):  # a sensor's run: any listing (naming the wanted accounts)
             known = cached_accounts(store, connection) or []
-            accounts = known if wanted <= {str(a.account_id) for a in known} else None
+            accounts = known if known and (wanted or set()) <= {str(a.account_id) for a in known} else None
     else:
         accounts = cached_accounts(store, connection, max_age_seconds=huntress.account_discovery_seconds)
     if accounts is None:
@@ -78,7 +79,8 @@ class AccountsOfRun:
             try:
                 with self.huntress.get_client(connection) as client:
                     accounts = accounts_for(self.huntress, connection, self.store, client, self.context.run.run_id,
-                                            tagged(self.context.run.tags, ACCOUNT_TAG))
+                                            tagged(self.context.run.tags, ACCOUNT_TAG),
+                                            reuse=INBOX_TAG in self.context.run.tags)
                     for account in selected_accounts(accounts, self.context.run.tags):
                         if account.serves(self.stream):
                             yield connection, client, account

@@ -10,6 +10,7 @@ true without waiting on the automation daemon.
 
 import json
 import socket
+import uuid
 from datetime import date, datetime, timezone
 
 import dagster as dg
@@ -18,6 +19,7 @@ from .collect import PoisonRecord, parse_api_time, record_key
 from .account_runs import HOST_TAG, PID_TAG
 from .connections import ACCOUNT_TAG, CONNECTION_TAG, Account, discover_accounts, tagged
 from .health import Evaluation, runs_recorded, write_health
+from .inbox import INBOX_TAG, Inbox
 from .lake import process_alive
 from .errors import HuntressError
 from .inventory import INVENTORIES
@@ -283,3 +285,32 @@ def build_run_health_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sensor
         return dg.SkipReason(f"{recorded} failed run(s) recorded in connector_health")
 
     return run_health
+
+
+INBOX_SENSOR = "huntress_inbox_sensor"
+
+
+def build_inbox_sensor(settings, default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
+    @dg.sensor(name=INBOX_SENSOR, job_name=COLLECT_JOB, minimum_interval_seconds=settings.inbox_interval_seconds,
+               default_status=default_status,
+               description="Webhook events the receiver made durable in the lake's inbox (huntress-dagster "
+                           "webhooks): one collect run per batch, which fetches exactly the announced incident "
+                           "reports, escalations and platform actions by id (no list request) and refreshes "
+                           "alerts. The polling sensor and the schedule stay the safety net.")
+    def inbox_sensor(context: dg.SensorEvaluationContext, lake: HuntressLakeResource) -> dg.SensorResult:
+        inbox = Inbox(lake.get_lake())
+        pending = inbox.pending()
+        if not pending:
+            return dg.SensorResult(skip_reason="The webhook inbox is empty")
+        now = datetime.now(timezone.utc)
+        batch = f"{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
+        events = [e for e in inbox.claim(pending, batch) if e.stream is not None and e.object_id is not None]
+        if not events:
+            return dg.SensorResult(skip_reason=f"{len(pending)} event(s) announce no collected object")
+        first = max(min(e.occurred_on for e in events), date.fromisoformat(settings.start_date))
+        streams = sorted({e.stream.raw_table for e in events})
+        return dg.SensorResult(run_requests=[dg.RunRequest(
+            run_key=batch, tags={**range_tags(first, now.date()), INBOX_TAG: batch},
+            asset_selection=[dg.AssetKey(t) for t in streams] + [dg.AssetKey(a) for a in DOWNSTREAM])])
+
+    return inbox_sensor

@@ -180,6 +180,24 @@ def run_status(args: argparse.Namespace) -> int:
     return 1 if any(row["status"] == FAILING for row in rows) else 0
 
 
+def run_webhooks(args: argparse.Namespace) -> int:
+    """The webhook receiver: verified deliveries into the lake's inbox (see webhooks.py)."""
+    from .errors import HuntressConfigError
+    from .lake import Lake
+    from .webhooks import serve
+
+    secret = os.environ.get("HUNTRESS_WEBHOOK_SECRET", "").strip()
+    try:
+        lake = Lake(args.lake_dir)
+        print(f"Receiving Huntress webhooks at http://{args.host}:{args.port}/webhooks/huntress into "
+              f"{lake.location} (bodies up to {args.max_bytes} bytes)", flush=True)
+        serve(lake, secret, host=args.host, port=args.port, max_bytes=args.max_bytes)
+    except HuntressConfigError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def run_sql(args: argparse.Namespace) -> int:
     """SQL over the lake, read-only, with the DuckDB this package installed: an in-memory database with a view
     per table (paths resolved now, so a moved lake still works; no lock on the catalog file)."""
@@ -273,6 +291,14 @@ def main(argv: list[str] | None = None) -> int:
                                                 "(exit 1 if any is failing)")
     status.add_argument("--lake-dir", default=os.environ.get("HUNTRESS_LAKE_DIR", "lake"))
     status.set_defaults(func=run_status)
+
+    hooks = commands.add_parser("webhooks", help="receive Huntress webhooks (Svix-signed; HUNTRESS_WEBHOOK_SECRET) "
+                                                 "into the lake's inbox")
+    hooks.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback; put TLS in front)")
+    hooks.add_argument("--port", type=int, default=8787)
+    hooks.add_argument("--lake-dir", default=os.environ.get("HUNTRESS_LAKE_DIR", "lake"))
+    hooks.add_argument("--max-bytes", type=int, default=int(os.environ.get("HUNTRESS_WEBHOOK_MAX_BYTES") or 1_048_576))
+    hooks.set_defaults(func=run_webhooks)
 
     sql = commands.add_parser("sql", help="query the lake read-only with SQL (DuckDB): one query, or a prompt")
     sql.add_argument("query", nargs="?", help="the query; without it, an interactive prompt")

@@ -12,7 +12,8 @@ import os
 import dagster as dg
 
 from .assets import build_assets
-from .automation import build_jobs, build_run_health_sensor, build_schedules, build_sensor, connection_test_job
+from .automation import (build_inbox_sensor, build_jobs, build_run_health_sensor, build_schedules, build_sensor,
+                         connection_test_job)
 from .checks import build_checks
 from .coordination import is_postgres_url
 from .demo import ensure_demo_simulator
@@ -68,7 +69,8 @@ def build_definitions(settings: Settings, huntress: HuntressResource | None = No
         asset_checks=build_checks(),
         jobs=[*build_jobs(), connection_test_job],
         schedules=build_schedules(settings, schedule_status),
-        sensors=[build_sensor(settings, sensor_status), build_run_health_sensor(dg.DefaultSensorStatus.RUNNING)],  # no API cost: on
+        sensors=[build_sensor(settings, sensor_status), build_run_health_sensor(dg.DefaultSensorStatus.RUNNING),
+                 build_inbox_sensor(settings, dg.DefaultSensorStatus.RUNNING)],  # no API cost: on
         resources={"huntress": huntress, "lake": lake},
         metadata={"huntress_mode": "demo (bundled simulator)" if settings.demo else "live",
                   "huntress_connections": ", ".join(c.name for c in huntress.connection_list()),

@@ -113,6 +113,24 @@ def health_file(evaluated_at: datetime, unique: str) -> str:
     return f"connector_health/day={evaluated_at.date().isoformat()}/{evaluated_at.strftime(SNAPSHOT_STAMP)}-{unique}.parquet"
 
 
+INBOX_PENDING = "_inbox/pending"  # accepted webhook events waiting for the inbox sensor
+WEBHOOK_STATS = f"{STATE_DIR}/webhooks.json"  # deliveries accepted / rejected per reason
+
+
+def inbox_seen(event_key: str) -> str:
+    """A marker per delivered svix-id (hashed): a repeated delivery is acknowledged, not stored twice."""
+    return f"_inbox/seen/{event_key}"
+
+
+def inbox_event(received_at: datetime, event_key: str) -> str:
+    return f"{INBOX_PENDING}/{received_at.strftime(SNAPSHOT_STAMP)}-{event_key}.json"
+
+
+def inbox_batch(batch: str) -> str:
+    """The events one run commits (moved here from pending by the inbox sensor; kept after as the record)."""
+    return f"_inbox/batches/{batch}"
+
+
 def lock_file(name: str) -> str:
     return f"{LOCKS_DIR}/{name.replace('/', '__')}.lock"
 

@@ -12,13 +12,14 @@ import dagster as dg
 from pydantic import Field
 
 from .client import HuntressClient
-from .collect import WalkStats, snapshot_stream, walk_stream
+from .collect import WalkStats, fetch_objects, snapshot_stream, walk_stream
 from .account_runs import AccountsOfRun, health_check, health_check_spec, run_tenant, tag_run_process
 from .connections import (
     Account,
     Connection,
 )
 from .errors import HuntressError, HuntressPaginationError
+from .inbox import INBOX_TAG, Inbox, InboxEvent
 from .lake import Lake, day_start, sql_literal
 from .quarantine import QuarantineWriter
 from .raw_partitions import CommitStats, walk_scope
@@ -145,6 +146,31 @@ def walk_account(context: dg.AssetExecutionContext, stream: Stream, config: Walk
     return AccountWalk(account, stats, commit, proven, lower, recollected)
 
 
+def pushed_events(store: Lake, context: dg.AssetExecutionContext, stream: Stream) -> list[InboxEvent] | None:
+    """The webhook events of this stream a run of the inbox sensor is to commit; None for any other run."""
+    batch = context.run.tags.get(INBOX_TAG)
+    if not batch:
+        return None
+    return [e for e in Inbox(store).batch(batch) if e.stream is stream and e.object_id is not None]
+
+
+def commit_pushed(store: Lake, stream: Stream, client: HuntressClient, connection: Connection, account: Account,
+                  events: list[InboxEvent], started: datetime) -> AccountWalk:
+    """The objects webhooks announced, fetched by id (one request each, no list walk) and committed into the
+    days of their updated_at. Watermarks do not move: only a walk proves a day complete, so the polling path
+    stays the safety net, and a version fetched both ways is one version (commits key by id, updated_at)."""
+    mine = [e.object_id for e in events if e.account_id in (None, account.account_id)]
+    scope = walk_scope(connection.host_url, account.tenantid,
+                       [] if account.customer else list(connection.organization_ids))
+    partitions, stats = store.walked(stream, str(account.account_id), scope), WalkStats()
+    rows = fetch_objects(client, stream, mine, tenantid=account.tenantid, collected_at=started, stats=stats,
+                         path_prefix=account.path_prefix)
+    with store.staging() as stage_dir:
+        staged = partitions.stage(rows, stage_dir)
+        commit = partitions.commit(set(staged), staged, started, proven_days=set())
+    return AccountWalk(account, stats, commit, set(), None)
+
+
 def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, banner: str) -> dg.AssetsDefinition:
     """raw_<stream> for a walked stream: daily partitions of updated_at, one walk per run."""
 
@@ -168,11 +194,15 @@ def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, ba
         walk_started = datetime.now(timezone.utc)
         walks = []
         run = AccountsOfRun(context, huntress, store, stream)
+        pushed = pushed_events(store, context, stream)  # a run of the inbox sensor: the announced objects only
         with QuarantineWriter(store, stream.name, run_tenant(run), walk_started) as quarantine:
             for connection, client, account in run:
+                if pushed is not None and account.customer:
+                    continue  # webhooks come for a key's own account
                 try:  # one account's failure (401, 403, a 5xx storm) never stops the others
                     walk = walk_account(context, stream, config, huntress, lake, store, client, connection,
-                                        account, days, window.end, walk_started, quarantine)
+                                        account, days, window.end, walk_started, quarantine) if pushed is None \
+                        else commit_pushed(store, stream, client, connection, account, pushed, walk_started)
                     walks.append(walk)
                     if walk.stats.anomalies:
                         run.failed(connection, account, HuntressPaginationError("; ".join(walk.stats.anomalies)))

@@ -49,8 +49,9 @@ KNOWN_VARIABLES = frozenset({
     "HUNTRESS_MAX_PAGES_PER_WALK", "HUNTRESS_MAX_RESPONSE_BYTES", "HUNTRESS_ORGANIZATIONS_CRON",
     "HUNTRESS_IDENTITIES_CRON", "HUNTRESS_EXTERNAL_PORTS_CRON", "HUNTRESS_EXCLUDED_INDICATOR_DOMAINS",
     "HUNTRESS_DEMO_API_SECRET", "HUNTRESS_CONNECTIONS_FILE", "HUNTRESS_SENSOR_REQUESTS_PER_TICK",
+    "HUNTRESS_WEBHOOK_SECRET", "HUNTRESS_WEBHOOK_MAX_BYTES",
 })
-SECRET_VARIABLES = ("HUNTRESS_API_SECRET", "HUNTRESS_API_KEY", "HUNTRESS_DEMO_API_SECRET")
+SECRET_VARIABLES = ("HUNTRESS_API_SECRET", "HUNTRESS_API_KEY", "HUNTRESS_DEMO_API_SECRET", "HUNTRESS_WEBHOOK_SECRET")
 
 
 def default_start_date(today: date | None = None) -> str:
@@ -294,6 +295,8 @@ class Settings:
     sensor_interval_seconds: int = 30
     # per connection and tick: 6 requests every 30 s is 720 requests/h (20% of a 60/min key)
     sensor_requests_per_tick: int = DEFAULT_SENSOR_REQUESTS_PER_TICK
+    # the webhook inbox sensor: no API request per tick (it reads the lake), so it can look often
+    inbox_interval_seconds: int = 5
     # several keys (HUNTRESS_CONNECTIONS_FILE or the component's `connections:`); empty: the single-key variables
     connections: tuple[Connection, ...] = ()
     demo_tick_seconds: float = 60.0  # demo mode: the simulator's clock (new incidents, status changes)
