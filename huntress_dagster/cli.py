@@ -180,6 +180,22 @@ def run_status(args: argparse.Namespace) -> int:
     return 1 if any(row["status"] == FAILING for row in rows) else 0
 
 
+def _exit_with(pid: int) -> None:
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(2)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:
+                pass
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def run_webhooks(args: argparse.Namespace) -> int:
     """The webhook receiver: verified deliveries into the lake's inbox (see webhooks.py)."""
     from .errors import HuntressConfigError
@@ -187,6 +203,8 @@ def run_webhooks(args: argparse.Namespace) -> int:
     from .webhooks import serve
 
     secret = os.environ.get("HUNTRESS_WEBHOOK_SECRET", "").strip()
+    if args.exit_with:  # demo mode: the receiver lives as long as the simulator it receives from
+        _exit_with(args.exit_with)
     try:
         lake = Lake(args.lake_dir)
         print(f"Receiving Huntress webhooks at http://{args.host}:{args.port}/webhooks/huntress into "
@@ -298,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     hooks.add_argument("--port", type=int, default=8787)
     hooks.add_argument("--lake-dir", default=os.environ.get("HUNTRESS_LAKE_DIR", "lake"))
     hooks.add_argument("--max-bytes", type=int, default=int(os.environ.get("HUNTRESS_WEBHOOK_MAX_BYTES") or 1_048_576))
+    hooks.add_argument("--exit-with", type=int, help=argparse.SUPPRESS)  # demo mode: stop with the simulator
     hooks.set_defaults(func=run_webhooks)
 
     sql = commands.add_parser("sql", help="query the lake read-only with SQL (DuckDB): one query, or a prompt")

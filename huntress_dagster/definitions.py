@@ -16,7 +16,7 @@ from .automation import (build_inbox_sensor, build_jobs, build_run_health_sensor
                          connection_test_job)
 from .checks import build_checks
 from .coordination import is_postgres_url
-from .demo import ensure_demo_simulator
+from .demo import ensure_demo_receiver, ensure_demo_simulator
 from .resources import HuntressConnection, HuntressLakeResource, HuntressResource
 from .settings import Settings
 from .simulator import DEMO_API_KEY, DEMO_API_SECRET
@@ -35,6 +35,10 @@ def build_definitions(settings: Settings, huntress: HuntressResource | None = No
     if huntress is None:
         if settings.demo:
             url = ensure_demo_simulator(tick_seconds=settings.demo_tick_seconds)
+            try:  # the push path too: the simulator delivers signed webhooks to a receiver into the lake
+                ensure_demo_receiver(url, settings.lake_dir)
+            except (OSError, RuntimeError) as exc:  # the demo still works by polling
+                log.warning("DEMO MODE: no webhook receiver (%s); collecting by polling only", exc)
             banner = DEMO_BANNER.format(url=url)
             log.warning("DEMO MODE: HUNTRESS_API_KEY is not set; using the bundled Huntress simulator at %s", url)
             # The demo secret still goes through EnvVar, so the UI never displays a secret value.

@@ -85,3 +85,62 @@ def stop_demo_simulator(state_dir: Path | None = None) -> bool:
         pass
     (state_dir / STATE_FILE).unlink(missing_ok=True)
     return True
+
+
+RECEIVER_STATE = "receiver.json"
+# The demo's webhook signing secret: between the bundled simulator and the bundled receiver only.
+DEMO_WEBHOOK_SECRET = "whsec_aHVudHJlc3MtZGVtby13ZWJob29rcyEh"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ensure_demo_receiver(simulator_url: str, lake_dir: str, state_dir: Path | None = None,
+                         startup_timeout: float = 60.0) -> str:
+    """Demo mode's webhook path: a receiver (`huntress-dagster webhooks`) into the demo lake, and the simulator
+    told to deliver to it, signed with the demo secret. Started once, like the simulator, and gone with it."""
+    state_dir = Path(state_dir or default_state_dir())
+    with FileLock(str(state_dir / "receiver.lock"), timeout=startup_timeout + 10):
+        state = read_state_file(state_dir / RECEIVER_STATE)
+        if not (state and _receiver_alive(state["url"])):
+            port = _free_port()
+            simulator_pid = (read_state(state_dir) or {}).get("pid")
+            log_file = open(state_dir / "receiver.log", "ab")  # noqa: SIM115 (handed to the child)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "huntress_dagster.cli", "webhooks", "--port", str(port), "--lake-dir",
+                 lake_dir, *(["--exit-with", str(simulator_pid)] if simulator_pid else [])],
+                env={**os.environ, "HUNTRESS_WEBHOOK_SECRET": DEMO_WEBHOOK_SECRET}, stdout=log_file,
+                stderr=log_file, stdin=subprocess.DEVNULL, start_new_session=True)
+            state = {"url": f"http://127.0.0.1:{port}/webhooks/huntress", "pid": process.pid}
+            deadline = time.monotonic() + startup_timeout
+            while not _receiver_alive(state["url"]):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"The demo webhook receiver did not start; see {state_dir / 'receiver.log'}")
+                time.sleep(0.1)
+            (state_dir / RECEIVER_STATE).write_text(json.dumps(state))
+        admin = simulator_url.rsplit("/v1", 1)[0] + "/_sim/webhooks"
+        request = urllib.request.Request(admin, data=json.dumps({"url": state["url"], "secret": DEMO_WEBHOOK_SECRET})
+                                         .encode(), method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+        return state["url"]
+
+
+def read_state_file(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _receiver_alive(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url.rsplit("/webhooks/", 1)[0] + "/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
