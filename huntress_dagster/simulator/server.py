@@ -16,6 +16,26 @@ benchmarks and the demo use to move time, inject faults and read the request log
     GET  /_sim/info, /_sim/requests?since=
     GET  /_sim/truth/<incidents|agents|signals|escalations|platform_actions|identities|external_ports|
                      organizations|accounts>?account_id=   (the latest state of every record)
+
+Webhooks (webhooks.py): every tick of the main account's world (from /_sim/tick, the ticker thread or
+`tick_all`) becomes Huntress webhook events (incident_report.created/.closed, escalation.* and
+platform_action.* .created/.closed/.overdue), POSTed from a background thread to the configured URL and
+signed as Svix signs them (svix-id / svix-timestamp / svix-signature), retried per `retry_delays`:
+
+    POST /_sim/webhooks             {"url": "http://127.0.0.1:9000/hook" | null, "secret"?: "whsec_<base64>",
+                                     "retry_delays"?: [0, 5, 300, ...], "timeout"?: 5.0}: configure (a null
+                                     url disables and cancels pending retries; a url without a secret gets a
+                                     new one); answers the settings. Omitted keys keep their value.
+    GET  /_sim/webhooks?since=      the settings; "counts" {messages, attempts, failed_attempts, pending,
+                                     delivered, given_up, cancelled}; "messages" [{svix_id, event_type,
+                                     object_id, state, attempts, url, created_at}]; "attempts" [{svix_id,
+                                     event_type, object_id, attempt, status (HTTP code or null), error (null,
+                                     "HTTP 500" or the connection error), response, outcome (delivered |
+                                     retrying | given_up | cancelled), svix_timestamp, t, url}]
+    POST /_sim/webhooks/emit        {"event_type", "object_id"?, "comment"?, "message"?, "subject"?, "body"?}:
+                                     send one event now (e.g. incident_report.comment_added or
+                                     account_notice.notification, which ticks never make); answers its svix_id
+    POST /_sim/webhooks/clear       forget the finished messages and the recorded attempts
 """
 
 from __future__ import annotations
@@ -32,6 +52,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .api import route
+from .webhooks import DEFAULT_RETRY_DELAYS, DEFAULT_TIMEOUT, WebhookSender
 from .world import BadRequest, World, WorldConfig
 
 DEMO_API_KEY = "demo-key"
@@ -72,6 +93,13 @@ class SimulatorConfig:
     retry_after_on_429: bool = False  # the API does not document Retry-After
     tick_seconds: float = 0.0  # > 0: move time automatically every so many seconds
     faults: Faults = field(default_factory=Faults)
+    # Webhooks (webhooks.py): the receiver's URL (None: none sent), its Svix secret (whsec_<base64>; a new one
+    # when None), the delays before each attempt (default Svix's schedule; one attempt per delay) and the
+    # timeout of one attempt.
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_retry_delays: list[float] = field(default_factory=lambda: list(DEFAULT_RETRY_DELAYS))
+    webhook_timeout: float = DEFAULT_TIMEOUT
 
 
 class SimulatorServer:
@@ -94,6 +122,10 @@ class SimulatorServer:
         self.key_worlds: dict[str, tuple[str, World]] = {}  # independent keys: api_key -> (secret, world)
         self.revoked: set[str] = set()
         self.denied_paths: list[str] = []
+        self.webhooks = WebhookSender(self.world, lambda: self.url, url=self.config.webhook_url,
+                                      secret=self.config.webhook_secret,
+                                      retry_delays=self.config.webhook_retry_delays,
+                                      timeout=self.config.webhook_timeout)
 
     def add_key(self, api_key: str, api_secret: str | None = None, **sizes: Any) -> World:
         """A second, independent key: its own account (its own id, names and ids), as a direct key of it."""
@@ -140,10 +172,12 @@ class SimulatorServer:
             ticker = threading.Thread(target=self._tick_forever, name="huntress-simulator-clock", daemon=True)
             ticker.start()
             self._threads.append(ticker)
+        self.webhooks.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        self.webhooks.stop()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -275,6 +309,15 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/_sim/deny":  # {"paths": [...]}
             sim.denied_paths = [str(p) for p in body.get("paths", [])]
             self._send(200, {"denied_paths": sim.denied_paths})
+        elif path == "/_sim/webhooks":  # {"url", "secret"?, "retry_delays"?, "timeout"?}
+            self._send(200, sim.webhooks.configure(**body))
+        elif path == "/_sim/webhooks/emit":  # {"event_type", "object_id"?, ...}
+            message = sim.webhooks.emit(**body)
+            self._send(200, {"svix_id": message.svix_id, "event_type": message.event_type,
+                             "object_id": message.object_id})
+        elif path == "/_sim/webhooks/clear":
+            sim.webhooks.clear()
+            self._send(200, {"cleared": True})
         else:
             self._error(404, "not found")
 
@@ -304,6 +347,8 @@ class _Handler(BaseHTTPRequestHandler):
             with sim._lock:
                 entries = [e for e in sim.request_log if e["t"] >= since]
             self._send(200, {"requests": entries})
+        elif path == "/_sim/webhooks":
+            self._send(200, sim.webhooks.report(float(query.get("since", 0))))
         elif path.startswith("/_sim/truth/") and path[len("/_sim/truth/"):] in TRUTH:
             # ?account_id=<customer account> reads that account's world
             envelope, method = TRUTH[path[len("/_sim/truth/"):]]

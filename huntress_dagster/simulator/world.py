@@ -11,6 +11,7 @@ import copy
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sortedcontainers import SortedList
@@ -64,6 +65,8 @@ class World(SignalsMixin, TicketsMixin, InventoryMixin, AccountsMixin):
         self._agent_ids: list[int] = []
         self._agents_by_org: dict[int, list[int]] = {}
         self._agents_by_org_size = -1
+        # Called at the end of every tick, under the lock, with the tick's changes (webhooks.py's sender).
+        self.tick_listeners: list[Callable[[World, dict[str, Any]], None]] = []
         self._init_inventory()
         self._init_signals()
         self._init_tickets()
@@ -242,6 +245,8 @@ class World(SignalsMixin, TicketsMixin, InventoryMixin, AccountsMixin):
             if accounts and self.accounts:
                 counts = {k: v for k, v in locals().items() if k in TICK_COUNTS}
                 changed["accounts"] = self._tick_accounts(now, counts)
+            for listener in list(self.tick_listeners):
+                listener(self, changed)
             return changed
 
     def _newest_incident_ids(self, n: int) -> list[int]:
