@@ -147,3 +147,46 @@ def test_pushed_events_reach_alerts_through_the_inbox_sensor_with_no_list_reques
     assert rows == []
     checks = {e.check_name: e.passed for e in pipeline.run_incidents().get_asset_check_evaluations()}
     assert checks["alerts_key_unique"]
+
+
+@pytest.mark.filterwarnings("ignore::dagster.BetaWarning", "ignore::dagster.PreviewWarning")
+def test_the_simulator_pushes_and_a_receiver_killed_mid_stream_loses_nothing_thanks_to_polling(simulator, tmp_path):
+    import dagster as dg
+
+    from huntress_dagster.automation import COLLECT_JOB, INBOX_SENSOR
+
+    from .conftest import admin
+    from .dagster_helpers import make_pipeline
+
+    pipeline = make_pipeline(simulator, tmp_path)
+    assert pipeline.run_incidents().success
+    receiver = Receiver(pipeline.lake, max_bytes=1_048_576).__enter__()  # incident payloads carry the body
+    admin(simulator, "webhooks", {"url": receiver.url, "secret": SECRET, "retry_delays": [0, 0.2]})
+    first = admin(simulator, "tick", {"new_incidents": 4, "escalations_opened": 1})
+    deadline = time.time() + 20
+    while len(Inbox(pipeline.lake).pending()) < 5 and time.time() < deadline:
+        time.sleep(0.1)
+    receiver.__exit__()  # the receiver dies; the next tick's deliveries fail and are given up
+    second = admin(simulator, "tick", {"new_incidents": 3, "status_changes": 2})
+    deadline = time.time() + 20
+    while admin(simulator, "webhooks")["counts"]["pending"] and time.time() < deadline:
+        time.sleep(0.1)
+    assert admin(simulator, "webhooks")["counts"]["given_up"] >= 3
+
+    sensor = pipeline.defs.get_sensor_def(INBOX_SENSOR)
+    with dg.build_sensor_context(instance=pipeline.instance, resources=pipeline.defs.resources) as context:
+        [run] = sensor(context).run_requests
+    assert pipeline.defs.resolve_job_def(COLLECT_JOB).execute_in_process(
+        tags=run.tags, asset_selection=run.asset_selection, instance=pipeline.instance).success
+    ids = {i for (i,) in pipeline.query("SELECT huntress_id FROM alerts WHERE msg_class = 'huntress_incident_report'")}
+    assert set(first["new_incidents"]) <= ids and not set(second["new_incidents"]) & ids  # pushed: the first tick
+
+    assert pipeline.run_incidents().success  # the polling safety net
+    truth = {(r["id"], r["updated_at"]) for r in admin(simulator, "truth/incidents")["incident_reports"]}
+    latest = pipeline.query("SELECT id, strftime(max(updated_at), '%Y-%m-%dT%H:%M:%SZ') FROM raw_incidents GROUP BY id")
+    assert set(latest) == truth  # 0 missing: every object at its current version
+    assert pipeline.query("SELECT count(*) FROM (SELECT id, updated_at FROM raw_incidents GROUP BY ALL "
+                          "HAVING count(*) > 1)") == [(0,)]  # 0 duplicated
+    keys = pipeline.query("SELECT count(*), count(DISTINCT (tenantid, msg_class, huntress_id, organization_id, "
+                          "account_id)) FROM alerts")
+    assert keys[0][0] == keys[0][1]
