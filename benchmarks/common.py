@@ -327,7 +327,7 @@ class Pipeline:
     """The project's Dagster definitions wired to one simulator and one lake, run in this process."""
 
     url: str
-    lake_dir: Path
+    lake_dir: Path | str  # str: s3://bucket/prefix
     start: date
     defs: Any
     instance: Any
@@ -392,17 +392,23 @@ def make_pipeline(
     rate_limit: int = 10_000_000,
     rate_window_seconds: float = 1.0,
     overlap_seconds: int = 300,
+    lake_dir: str | Path | None = None,
+    postgres_url: str | None = None,
     **huntress: Any,
 ) -> Pipeline:
-    """Definitions built exactly as `definitions.py` builds them, but pointed at `url` and `workdir/lake`."""
+    """Definitions built exactly as `definitions.py` builds them, but pointed at `url` and `workdir/lake`.
+
+    `lake_dir`: another lake (s3://bucket/prefix for one on object storage); `postgres_url`: the rate
+    limiter's log and the partition locks in PostgreSQL (as deployed across machines) instead of
+    `workdir/ratelimit.sqlite` and file locks."""
     import dagster as dg
 
     from huntress_dagster.definitions import build_definitions
     from huntress_dagster.resources import HuntressLakeResource, HuntressResource
     from huntress_dagster.settings import Settings
 
-    lake_dir = workdir / "lake"
-    state_path = workdir / "ratelimit.sqlite"
+    lake_dir = lake_dir or workdir / "lake"
+    state_path = postgres_url or workdir / "ratelimit.sqlite"
     start = utc_today() - timedelta(days=history_days + 1)
     settings = dataclasses.replace(
         Settings.from_env({}),
@@ -422,7 +428,9 @@ def make_pipeline(
     defs = build_definitions(
         settings,
         huntress=HuntressResource(**config),
-        lake=HuntressLakeResource(lake_dir=str(lake_dir), overlap_seconds=overlap_seconds),
+        lake=HuntressLakeResource(
+            lake_dir=str(lake_dir), overlap_seconds=overlap_seconds, locks_url=postgres_url or ""
+        ),
     )
     return Pipeline(url, lake_dir, start, defs, dg.DagsterInstance.ephemeral())
 

@@ -23,12 +23,13 @@ from benchmarks import (  # noqa: E402
     bench_api,
     bench_e2e,
     bench_latency,
+    bench_object_store,
     bench_query,
     bench_ratelimit,
 )
 from benchmarks.common import BENCH_DIR, bench_env, header, quiet_dagster, scratch  # noqa: E402
 
-SECTIONS = ["api", "ratelimit", "e2e", "query", "latency", "accounts", "parsing"]
+SECTIONS = ["api", "ratelimit", "e2e", "query", "latency", "accounts", "object_store", "parsing"]
 
 
 def machine() -> dict[str, str]:
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small scale: every figure in a few minutes")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--json", type=Path, help="also write every measured figure to this JSON file")
+    parser.add_argument("--postgres-url", help="object_store: this PostgreSQL for the s3 side's rate limiter "
+                        "and locks (default: a throwaway local cluster, if PostgreSQL is installed)")
     args = parser.parse_args(argv)
     sections = args.only or SECTIONS
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -100,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         results["latency"] = bench_latency.run(args.quick)
     if "accounts" in sections:
         results["accounts"] = bench_accounts.run(args.quick)
+    if "object_store" in sections:
+        results["object_store"] = bench_object_store.run(args.quick, args.postgres_url)
     if "parsing" in sections:
         results["parsing"] = run_parsing(args.quick)
 

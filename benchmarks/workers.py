@@ -5,6 +5,10 @@
                                                    another tool on the same account, spending its own budget
     workers.py ours URL WORKDIR HISTORY_DAYS       our pipeline end to end (inventory + collect jobs)
     workers.py dlt URL WORKDIR                     the peer: a dlt rest_api source into DuckDB
+    workers.py lake-run URL WORKDIR HISTORY_DAYS LAKE POSTGRES_URL STAGE
+                                                   one run of every asset (backfill, or the incremental window)
+                                                   on a local or s3:// lake (bench_object_store.py)
+    workers.py lake-rows LAKE                      rows per table of a lake
 
 They run in their own processes so that each one's peak RSS and CPU time is its own.
 """
@@ -30,6 +34,11 @@ from benchmarks.common import (  # noqa: E402
     quiet_dagster,
     self_peak_rss_bytes,
 )
+
+if os.environ.get("BENCH_S3_TRACE"):  # bench_object_store: log S3 calls, also in spawned parse workers
+    from benchmarks.bench_object_store import install_s3_trace  # (they import this file as __mp_main__)
+
+    install_s3_trace(os.environ["BENCH_S3_TRACE"])
 
 
 def emit(obj: dict) -> None:
@@ -282,7 +291,64 @@ def dlt_peer(url: str, workdir: str) -> None:
     )
 
 
-COMMANDS = {"sim": sim, "other-client": other_client, "ours": ours, "dlt": dlt_peer}
+def step_times(instance, result) -> dict[str, dict[str, float]]:
+    """Start, end (epoch seconds) and seconds of each step of a finished in-process run, in start order."""
+    starts: dict[str, float] = {}
+    steps: dict[str, dict[str, float]] = {}
+    for entry in instance.all_logs(result.run_id):
+        event = entry.dagster_event
+        if event is None or not entry.step_key:
+            continue
+        if event.event_type_value == "STEP_START":
+            starts[entry.step_key] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and entry.step_key in starts:
+            start = starts[entry.step_key]
+            steps[entry.step_key] = {"start": start, "end": entry.timestamp, "seconds": entry.timestamp - start}
+    return dict(sorted(steps.items(), key=lambda kv: kv[1]["start"]))
+
+
+def lake_run(url: str, workdir: str, history_days: str, lake_dir: str, postgres_url: str, stage: str) -> None:
+    """One run of `huntress_all_job` (every asset), as `huntress_dagster.headless.run_range` launches it:
+    over the whole history (stage "backfill"), or over the window the collect schedule picks
+    (`headless.incremental_window`, stage "incremental"). Timed from the start of the run: imports and
+    definitions are not in the figure."""
+    quiet_dagster()
+    from huntress_dagster.automation import ALL_JOB, range_tags
+    from huntress_dagster.headless import incremental_window, utc_today
+    from huntress_dagster.lake import Lake
+
+    pipeline = make_pipeline(url, Path(workdir), history_days=int(history_days), lake_dir=lake_dir or None,
+                             postgres_url=postgres_url or None)
+    started = time.monotonic()
+    run_started = time.time()
+    if stage == "backfill":
+        first, last = pipeline.start, utc_today()
+    else:
+        first, last = incremental_window(Lake(lake_dir))
+        first = max(first, pipeline.start)
+    window = time.monotonic() - started
+    result = pipeline.execute(ALL_JOB, tags=range_tags(first, last))  # run_range, with a quiet console log
+    wall = time.monotonic() - started
+    steps = step_times(pipeline.instance, result)
+    emit({"stage": stage, "first": first.isoformat(), "last": last.isoformat(), "days": (last - first).days + 1,
+          "run_started": run_started, "run_wall_s": wall, "window_s": window, "steps": steps,
+          "dagster_overhead_s": wall - window - sum(s["seconds"] for s in steps.values()),
+          "metadata": {node: {k: v for k, v in materialization_metadata(result, node).items()
+                              if isinstance(v, (int, float, str)) and len(str(v)) < 200}
+                       for node in ("raw_incidents", "raw_signals", "raw_agents", "parsed_syslog", "alerts")}})
+
+
+def lake_rows(lake_dir: str) -> None:
+    from huntress_dagster.lake import Lake
+
+    lake = Lake(lake_dir)
+    with lake.connect() as con:
+        tables = lake.register_views(con)
+        emit({t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables})
+
+
+COMMANDS = {"sim": sim, "other-client": other_client, "ours": ours, "dlt": dlt_peer, "lake-run": lake_run,
+            "lake-rows": lake_rows}
 
 if __name__ == "__main__":
     COMMANDS[sys.argv[1]](*sys.argv[2:])

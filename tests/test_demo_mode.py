@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
+import duckdb
 import httpx
 import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
@@ -140,3 +142,20 @@ def test_dagster_dev_in_demo_mode_shows_every_asset_and_materializes_everything(
     assert entries["lag_seconds"]["__typename"] == "FloatMetadataEntry" and entries["lag_seconds"]["floatValue"] >= 0
     assert entries["records_collected"]["__typename"] == "IntMetadataEntry"
     assert entries["api_429_responses"]["__typename"] == "IntMetadataEntry"
+
+    # Push in demo mode: the simulator delivers signed webhooks to the bundled receiver; the inbox sensor
+    # (through the real daemon) runs a collect that brings the new incident into alerts
+    new = httpx.post(state["url"].replace("/v1", "/_sim/tick"), json={"new_incidents": 1, "status_changes": 0}
+                     ).json()["new_incidents"]
+    instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
+    deadline, pushed = time.time() + 180, []
+    while time.time() < deadline:
+        pushed = [r for r in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS]))
+                  if "huntress/inbox" in r.tags]
+        if pushed:
+            break
+        time.sleep(2)
+    assert pushed, (tmp_path / "dagster_dev.log").read_text()[-3000:]
+    ids = {row[0] for row in duckdb.sql(
+        f"SELECT huntress_id FROM read_parquet('{tmp_path / 'lake'}/alerts/part-*.parquet')").fetchall()}
+    assert set(new) <= ids
