@@ -104,11 +104,16 @@ class WalkedPartitions:
             return max(complete_as_of - overlap, day_start(day))
         return None
 
-    def incomplete_days(self, before: date) -> list[date]:
-        """Committed days before `before` whose watermark stops short of the day's end: a walk was cut
-        short (an outage, a broken API) and the day must be read again."""
-        return [day for day in self.committed_days() if day < before
-                and (self.complete_as_of(day) is None or self.complete_as_of(day) < day_end(day))]
+    def incomplete_days(self, before: date, since: date | None = None) -> list[date]:
+        """Committed days in [since, before) whose watermark stops short of the day's end: a walk was cut
+        short (an outage, a broken API) and the day must be read again. One footer read per day looked at."""
+        incomplete = []
+        for day in self.committed_days():
+            if day < before and (since is None or day >= since):
+                marker = self.complete_as_of(day)
+                if marker is None or marker < day_end(day):
+                    incomplete.append(day)
+        return incomplete
 
     def stored_remediations(self, days: Iterable[date]) -> dict[tuple[int, datetime], str]:
         """Completed remediations lists of stored versions, by (id, updated_at): a walk that meets such a
@@ -299,5 +304,5 @@ def catch_up_start(lake: Lake, streams: Iterable[Stream], today: date, max_days:
     stream left incomplete (so a day cut short by an outage is read again by the next scheduled run)."""
     floor = today - timedelta(days=max_days)
     incomplete = [day for stream in streams for account in lake.accounts(stream)
-                  for day in lake.walked(stream, account).incomplete_days(today) if day >= floor]
+                  for day in lake.walked(stream, account).incomplete_days(today, since=floor)]
     return min([today - timedelta(days=1), *incomplete])
