@@ -19,7 +19,7 @@ from .connections import (
     Connection,
 )
 from .errors import HuntressError, HuntressPaginationError
-from .inbox import INBOX_TAG, Inbox, InboxEvent
+from .inbox import INBOX_TAG, DeliveryStats, Inbox, InboxEvent
 from .lake import Lake, day_start, sql_literal
 from .quarantine import QuarantineWriter
 from .raw_partitions import CommitStats, walk_scope
@@ -247,6 +247,8 @@ def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, ba
             "remediation_lists_completed": stats.remediation_completions, **quarantine_metadata(quarantine),
             "leftovers_removed_bytes": leftovers["bytes"],
             "demo_mode": huntress.demo_mode, **api,
+            **({"pushed_objects": len(pushed), **{f"webhook_{k}": v for k, v in DeliveryStats(store).read().items()}}
+               if pushed is not None else {}),
             "preview": markdown_table(newest, ["account", "id", "updated_at", "status", "organization_id"]),
         })
 

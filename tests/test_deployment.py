@@ -74,7 +74,7 @@ def most_in_any_window(times: list[float], window: float) -> int:
 @pytest.mark.slow
 def test_two_pods_sharing_only_postgres_and_the_bucket_backfill_overlapping_ranges_losslessly(
         make_simulator, tmp_path, postgres_url, s3_server):
-    server = make_simulator({"incidents": 240, "signals": 120, "agents": 30, "days": 10}, rate_limit=1_000)
+    server = make_simulator({"incidents": 120, "signals": 60, "agents": 20, "days": 10}, rate_limit=1_000)
     shared = f"s3://{BUCKET}/two-pods"
     a = run(pod("a", tmp_path, server, s3_server, postgres_url, shared), start_day(), today() - timedelta(days=3))
     b = run(pod("b", tmp_path, server, s3_server, postgres_url, shared), today() - timedelta(days=8), today())
