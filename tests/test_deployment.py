@@ -74,17 +74,18 @@ def most_in_any_window(times: list[float], window: float) -> int:
 @pytest.mark.slow
 def test_two_pods_sharing_only_postgres_and_the_bucket_backfill_overlapping_ranges_losslessly(
         make_simulator, tmp_path, postgres_url, s3_server):
-    server = make_simulator({"incidents": 120, "signals": 60, "agents": 20, "days": 10}, rate_limit=1_000)
+    server = make_simulator({"incidents": 80, "signals": 40, "agents": 20, "days": 6}, rate_limit=1_000)
     shared = f"s3://{BUCKET}/two-pods"
-    a = run(pod("a", tmp_path, server, s3_server, postgres_url, shared), start_day(), today() - timedelta(days=3))
-    b = run(pod("b", tmp_path, server, s3_server, postgres_url, shared), today() - timedelta(days=8), today())
+    first = today() - timedelta(days=6)  # the world's history; two overlapping halves of it
+    a = run(pod("a", tmp_path, server, s3_server, postgres_url, shared), first, today() - timedelta(days=2))
+    b = run(pod("b", tmp_path, server, s3_server, postgres_url, shared), today() - timedelta(days=4), today())
     outputs = [p.communicate(timeout=900)[0] for p in (a, b)]
     assert a.returncode == 0 and b.returncode == 0, "\n".join(o[-3000:] for o in outputs)
     together = list(server.request_log)
 
     server.request_log.clear()
     clean = f"s3://{BUCKET}/clean"
-    single = run(pod("clean", tmp_path, server, s3_server, postgres_url, clean), start_day(), today())
+    single = run(pod("clean", tmp_path, server, s3_server, postgres_url, clean), first, today())
     output = single.communicate(timeout=900)[0]
     assert single.returncode == 0, output[-3000:]
 
