@@ -295,8 +295,9 @@ class Settings:
     sensor_interval_seconds: int = 30
     # per connection and tick: 6 requests every 30 s is 720 requests/h (20% of a 60/min key)
     sensor_requests_per_tick: int = DEFAULT_SENSOR_REQUESTS_PER_TICK
-    # the webhook inbox sensor: no API request per tick (it reads the lake), so it can look often
-    inbox_interval_seconds: int = 5
+    # the webhook inbox sensor: no API request per tick (it reads the lake), so it can look often; 4 s, not 5:
+    # the daemon's sensor loop runs every 5 s, and a 5 s minimum makes every other evaluation skip
+    inbox_interval_seconds: int = 4
     # several keys (HUNTRESS_CONNECTIONS_FILE or the component's `connections:`); empty: the single-key variables
     connections: tuple[Connection, ...] = ()
     demo_tick_seconds: float = 60.0  # demo mode: the simulator's clock (new incidents, status changes)
