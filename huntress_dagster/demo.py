@@ -39,11 +39,7 @@ def _alive(url: str) -> bool:
 
 
 def read_state(state_dir: Path) -> dict | None:
-    path = state_dir / STATE_FILE
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    return read_state_file(state_dir / STATE_FILE)
 
 
 def ensure_demo_simulator(state_dir: Path | None = None, *, tick_seconds: float = 60.0,

@@ -148,7 +148,3 @@ def probe_streams(client: Any, account: Any) -> dict[str, str | None]:
             error_class, status, guidance = classify(exc)
             readable[stream.name] = f"{error_class}{f' HTTP {status}' if status else ''}: {guidance or exc}"
     return readable
-
-
-def stream_named(name: str) -> Stream:
-    return next(s for s in STREAMS if s.name == name)

@@ -7,7 +7,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import urllib.request
@@ -27,7 +26,7 @@ from huntress_dagster.simulator import (
     WorldConfig,
 )
 
-from .object_store import s3_lake, s3_server  # noqa: F401 (fixtures: a real S3 server)
+from .object_store import free_port, s3_lake, s3_server  # noqa: F401 (fixtures: a real S3 server)
 
 # Small worlds keep the suite fast; tests that need scale ask for it.
 SMALL_WORLD = dict(organizations=3, agents=60, incidents=300, days=10, large_body_share=0.0)
@@ -107,11 +106,6 @@ def _postgres_bindir() -> Path | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
@@ -148,7 +142,7 @@ def postgres_url() -> Iterator[str]:
         pytest.fail(f"PostgreSQL {step} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}\n"
                     f"{server_log[-4000:]}")
 
-    port = _free_port()
+    port = free_port()
     started = False
     try:
         result = server_cmd(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",

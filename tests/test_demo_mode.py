@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,11 +15,12 @@ import httpx
 import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
+from huntress_dagster.demo import read_state, stop_demo_simulator
 from huntress_dagster.inventory import INVENTORIES
 from huntress_dagster.streams import STREAMS
-from huntress_dagster.demo import read_state, stop_demo_simulator
 
 from .dagster_helpers import cli_env, start_day, table_snapshot, today
+from .object_store import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,11 +42,6 @@ query {
 }
 """
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
