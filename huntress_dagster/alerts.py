@@ -192,8 +192,8 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
     `alerts/_built_from.json` records what they were built from (`_alerts_sources`), and a build
     recomputes only the touched keys: those with a version in a parsed day that changed since, those whose
     current row came from such a day, and, when assets were rebuilt, those whose host context differs from
-    assets now. Only the parts holding a touched key are rewritten (the touched rows plus the part's other
-    rows copied over), so a sensor run that brings one incident costs a read of the version keys and a
+    assets now. Only the parts holding a touched key whose row actually changed are rewritten (the changed
+    rows plus the part's other rows copied over), so a sensor run that brings one incident costs a read of the version keys and a
     copy of one part, whatever the size of the lake. It is a full build when asked, on the first build,
     after a format change, or when a day disappeared. The record is written after the parts: a crash in
     between only makes the next build recompute more. Versions are never removed from a day (raw commits
@@ -252,15 +252,37 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
             # The touched rows, once (a full build's spill to disk past DuckDB's memory limit).
             con.execute(f"CREATE TEMP TABLE new_alerts AS SELECT *, {_bucket_of('huntress_id')} AS part "
                         f"FROM ({rows_sql})")
-            written = con.execute("SELECT count(*) FROM new_alerts").fetchall()[0][0]
+            if incremental:
+                _keep_changed_rows(con, parts)
+            written = con.execute("SELECT count(*) FROM changed" if incremental
+                                  else "SELECT count(*) FROM new_alerts").fetchall()[0][0]
             buckets = range(ALERT_PARTS) if not incremental else sorted(
-                b for (b,) in con.execute(f"SELECT DISTINCT {_bucket_of('hid')} FROM touched").fetchall())
+                b for (b,) in con.execute(f"SELECT DISTINCT {_bucket_of('hid')} FROM changed").fetchall())
             for bucket in buckets:
                 _write_alerts_part(lake, con, bucket, incremental)
         with lake.atomic_path(state) as tmp:
             tmp.write_text(json.dumps(sources, separators=(",", ":")))
     return AlertsBuild(rows=_alert_rows(lake), mode="incremental" if incremental else "full",
                        changed_days=changed, alerts_written=written)
+
+
+def _keep_changed_rows(con: Any, parts: str) -> None:
+    """Narrow an incremental build to the keys whose row differs from the one alerts holds (new, changed
+    or gone): `changed`, and `new_alerts` to their rows. A touched key is only a candidate: a day re-walked
+    and re-parsed with nothing new in it touches every key of the day, and rewriting their parts would
+    cost as much as a full build for no change."""
+    columns = [name for (name, *_) in con.execute("DESCRIBE new_alerts").fetchall() if name != "part"]
+    listed = ", ".join(f'"{c}"' for c in columns)
+    con.execute(f"CREATE TEMP TABLE old_alerts AS SELECT {listed} "
+                f"FROM read_parquet({parts}) o SEMI JOIN touched t ON {_key_match('o', 't', TABLE_KEY_COLUMNS)}")
+    keys = ", ".join(f"{table} AS {version}" for table, version in zip(TABLE_KEY_COLUMNS, VERSION_KEY_COLUMNS,
+                                                                        strict=True))
+    con.execute(f"""CREATE TEMP TABLE changed AS
+        SELECT DISTINCT {keys} FROM (
+            (SELECT {listed} FROM new_alerts EXCEPT SELECT {listed} FROM old_alerts)
+            UNION ALL (SELECT {listed} FROM old_alerts EXCEPT SELECT {listed} FROM new_alerts))""")
+    con.execute(f"DELETE FROM new_alerts n WHERE NOT EXISTS (SELECT 1 FROM changed c "
+                f"WHERE {_key_match('n', 'c', TABLE_KEY_COLUMNS)})")
 
 
 def _alert_rows(lake: Lake) -> int:
@@ -275,7 +297,7 @@ def _write_alerts_part(lake: Lake, con: Any, bucket: int, incremental: bool, bat
         query = f"SELECT * EXCLUDE (part) FROM new_alerts WHERE part = {bucket}"
         if incremental:
             query += (f" UNION ALL BY NAME SELECT * FROM read_parquet({sql_literal(str(alerts_file))}) o "
-                      f"ANTI JOIN touched t ON {_key_match('o', 't', TABLE_KEY_COLUMNS)}")
+                      f"ANTI JOIN changed c ON {_key_match('o', 'c', TABLE_KEY_COLUMNS)}")
         con.execute(f"COPY ({query}) TO {sql_literal(str(tmp))} {parquet_copy_options(ALERTS_ROW_GROUP_ROWS)}")
     carry_over = incremental and findings_file.exists()
     with lake.lock("ocsf/detection_finding"), lake.atomic_path(findings_file) as tmp:

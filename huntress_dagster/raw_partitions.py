@@ -37,6 +37,11 @@ RAW_SCHEMA = pa.schema([
 ])
 SNAPSHOT_SCHEMA = pa.schema([f for f in RAW_SCHEMA if f.name != "remediations_json"])
 RAW_ROW_GROUP_ROWS = 2_048  # ~25 MB of raw incident JSON (~12 KB a record)
+# What makes two fetches of one (id, updated_at) the same version: everything but when it was collected.
+def _row_digest(row: str) -> str:
+    return (f"md5(concat_ws(chr(0), coalesce({row}.tenantid, chr(1)), coalesce(CAST({row}.account_id AS VARCHAR), "
+            f"chr(1)), coalesce(CAST({row}.organization_id AS VARCHAR), chr(1)), {row}.raw_json, "
+            f"coalesce({row}.remediations_json, chr(1))))")
 
 
 @dataclass
@@ -210,21 +215,29 @@ class WalkedPartitions:
                    ON picked.first.f = filename AND picked.first.r = file_row_number"""
 
     def _merge_versions(self, sources: list[Path], final: Path, marker: datetime | None) -> None:
-        """Fresh fetches (staged files) win over the stored version of the same (id, updated_at). An
-        anti-join on the key columns only, so the JSON text never sits in a window or hash table (a day of
-        a million-incident account is hundreds of MB of it)."""
+        """A fresh fetch (staged files) that differs from the stored version of the same (id, updated_at)
+        replaces it; an identical one leaves the stored row as it is, collected_at included, so a re-walk
+        that finds nothing new changes no row, and nothing downstream (parsed days, alerts) sees a change.
+        The joins are on the key columns and a digest of the row, so the JSON text never sits in a window
+        or hash table (a day of a million-incident account is hundreds of MB of it)."""
         fresh = [p for p in sources if p != final]
-        if not fresh:  # nothing new: rewritten to move its complete_as_of marker or to drop repeats
-            query = self._one_row_per_version([final])
-        else:
-            query = self._one_row_per_version(fresh)
-            if final in sources:
-                query = f"""({query})
-                    UNION ALL
-                    SELECT * FROM ({self._one_row_per_version([final])}) AS old
-                    WHERE NOT EXISTS (SELECT 1 FROM read_parquet({sql_files(fresh)}) AS new
-                                      WHERE new.id = old.id AND new.updated_at = old.updated_at)"""
         with self.lake.connect() as con, self.lake.atomic_path(final) as tmp:
+            if not fresh:  # nothing new: rewritten to move its complete_as_of marker or to drop repeats
+                query = self._one_row_per_version([final])
+            else:
+                query = self._one_row_per_version(fresh)
+                if final in sources:
+                    stored = self._one_row_per_version([final])
+                    for name, rows in (("fresh_digests", query), ("stored_digests", stored)):
+                        con.execute(f"CREATE TEMP TABLE {name} AS SELECT r.id, r.updated_at, {_row_digest('r')} "
+                                    f"AS digest FROM ({rows}) r")
+                    query = f"""SELECT * FROM ({query}) AS new
+                        WHERE NOT EXISTS (SELECT 1 FROM stored_digests s WHERE s.id = new.id
+                                          AND s.updated_at = new.updated_at AND s.digest = {_row_digest('new')})
+                        UNION ALL
+                        SELECT * FROM ({stored}) AS old
+                        WHERE NOT EXISTS (SELECT 1 FROM fresh_digests f WHERE f.id = old.id
+                                          AND f.updated_at = old.updated_at AND f.digest <> {_row_digest('old')})"""
             con.execute("SET preserve_insertion_order = false")  # streamed, not sorted: flat memory
             options = parquet_copy_options(RAW_ROW_GROUP_ROWS, **self._marker_metadata(marker))
             con.execute(f"COPY ({query}) TO {sql_literal(str(tmp))} {options}")

@@ -60,3 +60,25 @@ def test_a_single_account_lake_of_the_first_wave_is_moved_under_its_account(tmp_
             / "data.parquet").exists()
     assert lake.accounts(INCIDENT_REPORTS) == ["4242"]
     assert lake.adopt_legacy_layout("4242") == 0  # nothing left to move
+
+
+def test_a_re_fetched_identical_version_keeps_its_row_and_a_different_one_replaces_it(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    walked = lake.walked(INCIDENT_REPORTS, "1")
+    day = datetime(2026, 11, 20, tzinfo=UTC)
+    first, second = day + timedelta(hours=1), day + timedelta(hours=5)
+
+    def commit(bodies: dict[int, str], collected_at: datetime) -> dict[int, tuple[str, datetime]]:
+        rows = [{"tenantid": "t", "account_id": 1, "organization_id": 2, "id": i, "updated_at": day,
+                 "collected_at": collected_at, "raw_json": body, "remediations_json": None}
+                for i, body in bodies.items()]
+        stage_dir = tmp_path / f"stage-{collected_at:%H}"
+        stage_dir.mkdir()
+        walked.commit([day.date()], walked.stage(rows, stage_dir), collected_at)
+        table = pq.read_table(walked.day_path(day.date())).to_pylist()
+        return {r["id"]: (r["raw_json"], r["collected_at"]) for r in table}
+
+    assert commit({1: '{"id": 1}', 2: '{"id": 2}'}, first) == {1: ('{"id": 1}', first), 2: ('{"id": 2}', first)}
+    # The re-walk serves 1 unchanged, 2 with another body for the same updated_at (a misbehaving API), 3 new.
+    stored = commit({1: '{"id": 1}', 2: '{"id": 2, "x": 1}', 3: '{"id": 3}'}, second)
+    assert stored == {1: ('{"id": 1}', first), 2: ('{"id": 2, "x": 1}', second), 3: ('{"id": 3}', second)}
