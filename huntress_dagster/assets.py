@@ -74,7 +74,7 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
         contexts = parse_contexts(huntress, lake, store, context.log.warning)
         totals: dict[str, int] = {s.msg_class: 0 for s in STREAMS}
         levels: dict[str, int] = {}
-        skipped = quarantined = 0
+        skipped = quarantined = parsed = carried_over = 0
         for day_stats in build_parsed_syslog_days(store, list(context.partition_keys), contexts,
                                                   workers=lake.parse_worker_count()):
             for msg_class, count in day_stats.rows.items():
@@ -83,9 +83,12 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
                 levels[level] = levels.get(level, 0) + count
             skipped += len(day_stats.skipped)
             quarantined += day_stats.quarantined
+            parsed += day_stats.parsed
+            carried_over += day_stats.carried_over
         store.refresh_catalog()
         context.log.info(f"parsed_syslog: {totals} over {len(context.partition_keys)} day(s), "
-                         f"{skipped} unchanged part(s) skipped")
+                         f"{skipped} unchanged part(s) skipped; {parsed} row(s) parsed, {carried_over} carried over "
+                         "from versions parsed before")
         days = f"'{context.partition_keys[0]}' AND '{context.partition_keys[-1]}'"
         rows = store.preview(f"""
             SELECT msg_class, huntress.id AS id, huntress.status AS status, parse_level,
@@ -95,6 +98,7 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
         return dg.MaterializeResult(metadata={
             **{f"{s.name}_rows": totals[s.msg_class] for s in STREAMS},
             "parse_levels": json.dumps(levels), "unchanged_parts_skipped": skipped,
+            "rows_parsed": parsed, "rows_carried_over": carried_over,
             "records_quarantined": quarantined,
             "preview": markdown_table(rows, ["msg_class", "id", "status", "parse_level", "processes", "sha256",
                                              "domains"]),

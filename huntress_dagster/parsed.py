@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,6 +30,7 @@ from .streams import STREAMS, Stream
 # Bump when parsing changes, so existing parsed partitions are rebuilt instead of skipped.
 PARSED_FORMAT_VERSION = "2"
 PARSED_SCHEMA = parsing.PARSED_SYSLOG_SCHEMA.append(pa.field("collected_at", UTC_US))
+PARSE_CONTEXT = b"parse_context"  # footer key: the parser version and account context a file was parsed with
 
 
 @dataclass
@@ -38,6 +40,8 @@ class ParsedDayStats:
     skipped: list[str] = field(default_factory=list)  # classes whose inputs had not changed
     parse_levels: dict[str, int] = field(default_factory=dict)
     quarantined: int = 0
+    parsed: int = 0  # rows normalized from raw records by this build
+    carried_over: int = 0  # rows of versions parsed before, copied from the previous file
 
 
 def parsed_path(lake: Lake, msg_class: str, account: str, day: date | str) -> Path:
@@ -90,13 +94,25 @@ def _write_parsed(lake: Lake, stream: Stream, account: str, day: date, ctx: pars
         stats.skipped.append(msg_class)
         stats.rows[msg_class] = stats.rows.get(msg_class, 0) + lake.num_rows(final)
         return
-    columns = ["raw_json", "collected_at"] + (["remediations_json"] if stream.completes_remediations else [])
-    schema = PARSED_SCHEMA.with_metadata({SOURCE_FINGERPRINT: fingerprint})
+    parse_context = _context_fingerprint(ctx)
+    columns = ["id", "updated_at", "raw_json", "collected_at"] + (
+        ["remediations_json"] if stream.completes_remediations else [])
+    schema = PARSED_SCHEMA.with_metadata({SOURCE_FINGERPRINT: fingerprint, PARSE_CONTEXT: parse_context})
     count = 0
     with lake.lock(f"parsed_syslog/{msg_class}/{account}/{day.isoformat()}"), lake.atomic_path(final) as tmp, \
             pq.ParquetWriter(tmp, schema, compression="zstd") as writer, \
             QuarantineWriter(lake, stream.name, ctx.tenantid, datetime.now(timezone.utc)) as quarantine:
+        parsed_before = _parsed_versions(lake, stream, final, parse_context)
+        if parsed_before:  # the versions still in the raw day keep their parsed rows: only new ones are parsed
+            carried = _carry_over(lake, final, _raw_versions(lake, sources), writer, schema, batch_rows)
+            stats.carried_over += carried
+            count += carried
         for batch in _batches(lake, sources, batch_rows, columns):
+            if parsed_before:
+                batch = batch.filter(pa.array([key not in parsed_before for key in _version_keys(
+                    batch.column("id"), batch.column("updated_at"), batch.column("collected_at"))]))
+                if not batch.num_rows:
+                    continue
             raws = _raw_texts(stream, batch)
             invalid: list[int] = []
 
@@ -113,11 +129,59 @@ def _write_parsed(lake: Lake, stream: Stream, account: str, day: date, ctx: pars
             table = table.append_column("collected_at", collected)
             writer.write_table(table.cast(schema))
             count += table.num_rows
+            stats.parsed += table.num_rows
             for level in table.column("parse_level").to_pylist():
                 if level:
                     stats.parse_levels[level] = stats.parse_levels.get(level, 0) + 1
         stats.quarantined += quarantine.count
     stats.rows[msg_class] = stats.rows.get(msg_class, 0) + count
+
+
+VersionKey = tuple[int, datetime, datetime]  # (id, updated_at, collected_at): one fetch of one version
+
+
+def _version_keys(ids: Any, updated: Any, collected: Any) -> list[VersionKey]:
+    return list(zip(ids.to_pylist(), updated.to_pylist(), collected.to_pylist(), strict=True))
+
+
+def _context_fingerprint(ctx: parsing.ParseContext) -> bytes:
+    """What a parsed row depends on besides its raw record: the parser's version and the account's context."""
+    return hashlib.sha256(f"{PARSED_FORMAT_VERSION}|{ctx!r}".encode()).hexdigest().encode()
+
+
+def _parsed_versions(lake: Lake, stream: Stream, final: Path, parse_context: bytes) -> set[VersionKey] | None:
+    """The versions a walked day's parsed file holds, if it was parsed the way it would be now; None when the
+    whole day must be parsed again (a snapshot stream, a parser or context change, no file yet). A raw commit
+    never changes a stored version without changing its collected_at, so a version parsed before is parsed
+    the same again."""
+    if not stream.is_walk or not final.exists() or lake.file_metadata(final).get(PARSE_CONTEXT) != parse_context:
+        return None
+    with lake.open_read(final) as source:
+        table = pq.read_table(source, columns=["huntress", "collected_at"])
+    huntress = table.column("huntress").combine_chunks()
+    return set(_version_keys(huntress.field("id"), huntress.field("updated_at"), table.column("collected_at")))
+
+
+def _raw_versions(lake: Lake, sources: list[Path]) -> set[VersionKey]:
+    keys: set[VersionKey] = set()
+    for batch in _batches(lake, sources, 50_000, ["id", "updated_at", "collected_at"]):
+        keys.update(_version_keys(batch.column("id"), batch.column("updated_at"), batch.column("collected_at")))
+    return keys
+
+
+def _carry_over(lake: Lake, final: Path, still_raw: set[VersionKey], writer: pq.ParquetWriter, schema: pa.Schema,
+                batch_rows: int) -> int:
+    """Copy the parsed rows of `final` whose version is still in the raw day into `writer`."""
+    carried = 0
+    for batch in _batches(lake, [final], batch_rows, schema.names):
+        huntress = batch.column("huntress")
+        mask = pa.array([key in still_raw for key in _version_keys(huntress.field("id"), huntress.field("updated_at"),
+                                                                   batch.column("collected_at"))])
+        kept = pa.Table.from_batches([batch.filter(mask)])
+        if kept.num_rows:
+            writer.write_table(kept.cast(schema))
+            carried += kept.num_rows
+    return carried
 
 
 def _batches(lake: Lake, sources: list[Path], batch_rows: int, columns: list[str]) -> Iterator[pa.RecordBatch]:

@@ -150,6 +150,26 @@ def test_incremental_alerts_equal_a_full_rebuild(simulator, tmp_path):
     assert {t: table_snapshot(pipeline.lake_dir, t) for t in incremental} == incremental
 
 
+def test_a_re_walked_day_parses_only_its_new_versions_and_equals_a_full_parse(simulator, tmp_path):
+    pipeline = make_pipeline(simulator, tmp_path)
+    assert pipeline.run_incidents().success
+    admin(simulator, "tick", {"new_incidents": 2, "status_changes": 3, "agent_changes": 0, "escalations_opened": 0,
+                              "escalations_closed": 0, "new_signals": 0, "signal_status_changes": 0,
+                              "platform_actions_opened": 0, "platform_actions_closed": 0})
+    result = pipeline.run_incidents(today() - timedelta(days=1), today())
+    metadata = result.asset_materializations_for_node("parsed_syslog")[0].metadata
+    # the 5 new versions (2 incidents, 3 status changes) and nothing else is normalized again
+    assert metadata["rows_parsed"].value == 5 and metadata["rows_carried_over"].value > 0
+    incremental = table_snapshot(pipeline.lake_dir, "parsed_syslog")
+
+    for day in (today() - timedelta(days=1), today()):  # parse those days from scratch
+        for path in (pipeline.lake_dir / "parsed_syslog").rglob(f"day={day.isoformat()}/*.parquet"):
+            path.unlink()
+    result = pipeline.run_incidents(today() - timedelta(days=1), today())
+    assert result.asset_materializations_for_node("parsed_syslog")[0].metadata["rows_carried_over"].value == 0
+    assert table_snapshot(pipeline.lake_dir, "parsed_syslog") == incremental
+
+
 def test_alerts_carry_host_context_links_and_ocsf_ids(simulator, tmp_path):
     pipeline = make_pipeline(simulator, tmp_path)
     assert pipeline.run_agents().success and pipeline.run_incidents().success
