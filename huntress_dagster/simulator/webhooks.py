@@ -43,7 +43,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from svix.webhooks import Webhook
 
 from .paging import iso
 
@@ -87,6 +86,8 @@ def new_secret() -> str:
 
 def sign(secret: str, msg_id: str, timestamp: int, body: str) -> dict[str, str]:
     """The three Svix headers of one attempt."""
+    from svix.webhooks import Webhook  # here: svix takes ~0.3 s to import, every run worker would pay it
+
     signature = Webhook(secret).sign(msg_id, datetime.fromtimestamp(timestamp, tz=UTC), body)
     return {"svix-id": msg_id, "svix-timestamp": str(timestamp), "svix-signature": signature}
 
@@ -207,6 +208,8 @@ class WebhookSender:
             raise ValueError(f"unknown webhook settings: {sorted(unknown)}")
         secret = changes.get("secret", self.secret)
         if secret is not None:
+            from svix.webhooks import Webhook
+
             try:
                 Webhook(secret)
             except Exception as exc:  # empty or not base64
