@@ -31,7 +31,7 @@ TABLE_KEY_COLUMNS = ("tenantid", "msg_class", "huntress_id", "organization_id", 
 ALERT_PARTS = layout.ALERT_PARTS
 ALERTS_ROW_GROUP_ROWS = 16_384  # ~40 MB of alerts rows: see parquet_copy_options
 ALERT_CLASSES = tuple(stream.msg_class for stream in ALERT_STREAMS)
-ALERTS_FORMAT_VERSION = "6"  # bump when ALERT_ROWS_SQL changes: the next build is then a full one
+ALERTS_FORMAT_VERSION = "7"  # bump when ALERT_ROWS_SQL changes: the next build is then a full one
 
 
 def _key_match(left: str, right: str, left_columns: tuple[str, ...] = VERSION_KEY_COLUMNS) -> str:
@@ -96,8 +96,8 @@ SELECT coalesce(latest.alert_uid, huntress_alert_uid(latest.tenantid, latest.hun
            AS organization_name,
        latest.huntress.type AS type, latest.huntress.subtype AS subtype,
        latest.huntress.agent_id AS agent_id,
-       latest.huntress.severity AS severity, latest.severity_score, latest.severity_id,
-       latest.huntress.status AS status, latest.status_id,
+       latest.huntress.severity AS severity, latest.severity_id,
+       latest.huntress.status AS status, latest.status_id, latest.is_open,
        latest.huntress.subject AS subject, latest.huntress.summary AS summary,
        latest.huntress.platform AS platform, latest.huntress.indicator_types AS indicator_types,
        latest.security_product, latest.portal_url AS incident_report_url, latest.domain,
@@ -107,8 +107,8 @@ SELECT coalesce(latest.alert_uid, huntress_alert_uid(latest.tenantid, latest.hun
        latest.version_count, latest.first_collected_at, latest.collected_at AS last_collected_at,
        a.hostname, a.os AS host_os, a.ipv4_address AS host_ipv4, a.external_ip AS host_external_ip,
        a.mac_addresses AS host_mac_addresses, a.domain_name AS host_domain_name,
-       latest.* EXCLUDE (tenantid, tenant_name, msg_class, domain, body, alert_uid, severity_score, severity_id,
-                         status_id, security_product, portal_url, collected_at, version_count, first_collected_at,
+       latest.* EXCLUDE (tenantid, tenant_name, msg_class, domain, body, alert_uid, severity_id,
+                         status_id, is_open, security_product, portal_url, collected_at, version_count, first_collected_at,
                          filename, file_row_number, oid, account)
 FROM latest
 LEFT JOIN {assets} a ON a.tenantid = latest.tenantid AND a.agent_id = latest.huntress.agent_id

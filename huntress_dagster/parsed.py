@@ -28,7 +28,7 @@ from .quarantine import QuarantineWriter
 from .streams import STREAMS, Stream
 
 # Bump when parsing changes, so existing parsed partitions are rebuilt instead of skipped.
-PARSED_FORMAT_VERSION = "2"
+PARSED_FORMAT_VERSION = "3"
 PARSED_SCHEMA = parsing.PARSED_SYSLOG_SCHEMA.append(pa.field("collected_at", UTC_US))
 PARSE_CONTEXT = b"parse_context"  # footer key: the parser version and account context a file was parsed with
 

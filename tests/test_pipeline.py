@@ -179,6 +179,15 @@ def test_alerts_carry_host_context_links_and_ocsf_ids(simulator, tmp_path):
     assert rows and all(row[0] == row[1] for row in rows)
     assert {(r[2], r[3]) for r in rows} <= {("low", 2), ("high", 4), ("critical", 5)}
     assert all(r[4].startswith("https://acme-mssp.huntress.io/org/") for r in rows if r[4])
+    # Analyst columns: is_open from the status (the truth's labels), created_at a column of its own.
+    truth = {r["id"]: r for r in admin(simulator, "truth/incidents")["incident_reports"]}
+    incidents = pipeline.query("SELECT huntress_id, status, is_open, created_at FROM alerts "
+                               "WHERE msg_class = 'huntress_incident_report'")
+    assert {status for _, status, _, _ in incidents} >= {"sent", "closed"}
+    for incident_id, status, is_open, created_at in incidents:
+        assert status == truth[incident_id]["status"]
+        assert is_open == (status not in ("closed", "dismissed", "partner_dismissed", "deleting"))
+        assert created_at == parse_api_time(truth[incident_id]["created_at"])
 
 
 def test_incremental_runs_walk_only_from_the_committed_watermark(simulator, tmp_path):

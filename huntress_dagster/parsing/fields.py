@@ -16,9 +16,6 @@ from .msg_classes import INCIDENT_CLASS
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
-# Analyst-facing 0-100 score for sorting and thresholds (Huntress has no numeric severity of its own).
-SEVERITY_SCORE = {"low": 30, "high": 70, "critical": 90}
-
 # OCSF severity_id (base event attribute): 2 Low, 4 High, 5 Critical; anything else 0 Unknown.
 SEVERITY_ID = {"low": 2, "high": 4, "critical": 5}
 
@@ -45,6 +42,16 @@ STATUS_ID = {
     "resolved": 4,
     "reported": 1,
 }
+# What takes an alert off the queue (`is_open` false): status_id 3 Suppressed (dismissed), 4 Resolved and
+# 99 Other (`deleting`). Every other status is open, 0 Unknown included (no status, or a label Huntress
+# added since): an alert whose state cannot be read stays in front of an analyst instead of dropping out.
+CLOSED_STATUS_IDS = frozenset({3, 4, 99})
+
+
+def status_fields(status: object) -> dict[str, object]:
+    """`status_id` (OCSF) and `is_open` of an alert's Huntress status label."""
+    status_id = STATUS_ID.get(status, 0) if isinstance(status, str) else 0
+    return {"status_id": status_id, "is_open": status_id not in CLOSED_STATUS_IDS}
 
 # indicator type -> product, in precedence order (first match wins); see `security_product`.
 _PRODUCT_BY_INDICATOR = (

@@ -15,7 +15,7 @@ Shared rules:
   parallel to it, when the API gives names: `organizations: [{id, name}, ...]`).
 - `timestamp`: when the object's current version was made: `updated_at`, else the latest of the other
   times the object has (see each normalizer).
-- Alert fields: escalations and platform actions get `severity_score` / `severity_id` / `status_id`; their
+- Alert fields: escalations and platform actions get `severity_id` / `status_id` / `is_open`; their
   `alert_uid` stays null (an escalation of N organizations is N alerts: the alerts build calls
   `fields.alert_uid(..., organization_id, ..., msg_class)` per organization). Signals get `status_id` and
   an `alert_uid` of their own class. Inventory rows (identities, ports, organizations) have none.
@@ -32,8 +32,6 @@ from .exclusions import without_excluded
 from .fields import (
     DEFAULT_PRODUCT,
     SEVERITY_ID,
-    SEVERITY_SCORE,
-    STATUS_ID,
     alert_uid,
     as_bool,
     as_int,
@@ -42,6 +40,7 @@ from .fields import (
     as_str_list,
     as_timestamp,
     json_text,
+    status_fields,
 )
 from .msg_classes import (
     CATEGORY,
@@ -214,7 +213,7 @@ def normalize_signal_record(record: Record, ctx: ParseContext) -> dict[str, Any]
         huntress["updated_at"] or _latest(huntress["investigated_at"], huntress["created_at"]),
     )
     row.update(without_excluded(detail_entities(details), ctx.indicator_exclusion))
-    row["status_id"] = STATUS_ID.get(status, 0)
+    row.update(status_fields(status))
     row["alert_uid"] = alert_uid(
         ctx.tenantid, huntress["id"], huntress["organization_id"], huntress["account_id"], SIGNAL_CLASS
     )
@@ -236,9 +235,8 @@ def _ticket(record: Record, ctx: ParseContext, msg_class: str) -> dict[str, Any]
     timestamp = huntress["updated_at"] or _latest(huntress["resolved_at"], huntress["created_at"])
     row = _row(ctx, msg_class, CATEGORY[msg_class], huntress, timestamp)
     severity, status = huntress["severity"], huntress["status"]
-    row["severity_score"] = SEVERITY_SCORE.get(severity)
     row["severity_id"] = SEVERITY_ID.get(severity, 0)
-    row["status_id"] = STATUS_ID.get(status, 0)
+    row.update(status_fields(status))
     return row
 
 

@@ -280,9 +280,9 @@ PARSED_SYSLOG_SCHEMA = pa.schema(
         pa.field("parse_level", pa.string()),
         pa.field("body_size", pa.int64()),
         pa.field("body", pa.large_string()),  # up to KEEP_MAX per row: large offsets avoid 2 GiB chunks
-        pa.field("severity_score", pa.int32()),
         pa.field("severity_id", pa.int32()),
         pa.field("status_id", pa.int32()),
+        pa.field("is_open", pa.bool_()),  # see fields.CLOSED_STATUS_IDS
         pa.field("alert_uid", pa.string()),
         pa.field("portal_url", pa.string()),
         pa.field("security_product", pa.string()),

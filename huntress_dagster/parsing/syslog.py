@@ -30,8 +30,6 @@ from .exclusions import (
 )
 from .fields import (
     SEVERITY_ID,
-    SEVERITY_SCORE,
-    STATUS_ID,
     alert_uid,
     as_bool,
     as_counts,
@@ -42,6 +40,7 @@ from .fields import (
     json_text,
     portal_url,
     security_product,
+    status_fields,
 )
 from .msg_classes import AGENT_CLASS, INCIDENT_CLASS
 from .schema import AGENT_FIELDS, HUNTRESS_TYPE, INCIDENT_FIELDS, PARSED_SYSLOG_SCHEMA
@@ -61,9 +60,9 @@ NO_ALERT_FIELDS = dict.fromkeys(
         "parse_level",
         "body_size",
         "body",
-        "severity_score",
         "severity_id",
         "status_id",
+        "is_open",
         "alert_uid",
         "portal_url",
         "security_product",
@@ -232,9 +231,8 @@ def normalize_incident_record(record: Mapping[str, Any], ctx: ParseContext) -> d
         "parse_level": parsed.parse_level,
         "body_size": parsed.body_size,
         "body": parsed.body,
-        "severity_score": SEVERITY_SCORE.get(severity),
         "severity_id": SEVERITY_ID.get(severity, 0),
-        "status_id": STATUS_ID.get(status, 0),
+        **status_fields(status),
         "alert_uid": alert_uid(
             ctx.tenantid, huntress["id"], huntress["organization_id"], huntress["account_id"]
         ),

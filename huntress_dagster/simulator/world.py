@@ -402,7 +402,8 @@ class World(SignalsMixin, TicketsMixin, InventoryMixin, AccountsMixin):
         with self.lock:
             return [{"id": x.id, "account_id": self.config.account_id, "organization_id": x.organization_id,
                      "agent_id": x.agent_id, "status": x.status, "severity": x.severity,
-                     "updated_at": iso(x.updated_at)} for x in self.incidents.values()]
+                     "created_at": iso(x.created_at), "updated_at": iso(x.updated_at)}
+                    for x in self.incidents.values()]
 
     def truth_agents(self) -> list[dict[str, Any]]:
         with self.lock:

@@ -89,12 +89,22 @@ def remediation(number: int) -> dict:
 
 
 @pytest.mark.parametrize(
-    ("severity", "score", "severity_id"),
-    [("low", 30, 2), ("high", 70, 4), ("critical", 90, 5), ("unheard-of", None, 0), (None, None, 0)],
+    ("severity", "severity_id"),
+    [("low", 2), ("high", 4), ("critical", 5), ("unheard-of", 0), (None, 0)],
 )
-def test_severity_fields(severity, score, severity_id) -> None:
+def test_severity_fields(severity, severity_id) -> None:
     row = normalize_incident(incident(severity=severity), CONTEXT)
-    assert (row["severity_score"], row["severity_id"]) == (score, severity_id)
+    assert row["severity_id"] == severity_id
+
+
+@pytest.mark.parametrize(
+    ("status", "status_id", "is_open"),
+    [("sent", 1, True), ("auto_remediating", 2, True), ("closed", 4, False), ("dismissed", 3, False),
+     ("partner_dismissed", 3, False), ("deleting", 99, False), ("a-new-label", 0, True), (None, 0, True)],
+)
+def test_is_open_follows_the_documented_status_semantics(status, status_id, is_open) -> None:
+    row = normalize_incident(incident(status=status), CONTEXT)
+    assert (row["status_id"], row["is_open"]) == (status_id, is_open)
 
 
 @pytest.mark.parametrize(

@@ -156,19 +156,19 @@ def test_signal_status_id(status, status_id) -> None:
 
 @pytest.mark.parametrize("normalize", [normalize_escalation_record, normalize_platform_action_record])
 @pytest.mark.parametrize(
-    ("severity", "status", "score", "severity_id", "status_id"),
+    ("severity", "status", "is_open", "severity_id", "status_id"),
     [
-        ("low", "open", 30, 2, 1),
-        ("high", "sent", 70, 4, 1),
-        ("critical", "overdue", 90, 5, 1),
-        ("critical", "resolved", 90, 5, 4),
-        ("urgent", "parked", None, 0, 0),
-        (None, None, None, 0, 0),
+        ("low", "open", True, 2, 1),
+        ("high", "sent", True, 4, 1),
+        ("critical", "overdue", True, 5, 1),
+        ("critical", "resolved", False, 5, 4),
+        ("urgent", "parked", True, 0, 0),  # a status we cannot read stays on the queue
+        (None, None, True, 0, 0),
     ],
 )
-def test_ticket_alert_fields(normalize, severity, status, score, severity_id, status_id) -> None:
+def test_ticket_alert_fields(normalize, severity, status, is_open, severity_id, status_id) -> None:
     row = normalize({**ESCALATION, "severity": severity, "status": status}, CONTEXT)
-    assert (row["severity_score"], row["severity_id"], row["status_id"]) == (score, severity_id, status_id)
+    assert (row["is_open"], row["severity_id"], row["status_id"]) == (is_open, severity_id, status_id)
     assert row["alert_uid"] is None  # one alert per organization, built later
 
 
