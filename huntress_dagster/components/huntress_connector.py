@@ -1,6 +1,6 @@
 """`HuntressConnectorComponent`: the whole connector from a few lines of YAML.
 
-    type: huntress_dagster.components.HuntressConnectorComponent
+    type: huntress_dagster.HuntressConnectorComponent
     attributes:
       lake_dir: /data/huntress
       tenant: acme
@@ -18,6 +18,8 @@ Several keys go in `connections:` (the schema of HUNTRESS_CONNECTIONS_FILE, secr
           tenants: {21: acme}
 
 With no credentials of either kind it runs in demo mode on the bundled simulator.
+`dg scaffold defs huntress_dagster.HuntressConnectorComponent huntress` writes a defs.yaml listing every
+attribute (scaffolder.py).
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from typing import Any
 
 import dagster as dg
 
-from ..definitions import build_definitions
 from ..connections import missing_credentials, parse_connections
+from ..definitions import build_definitions
 from ..errors import HuntressConfigError
 from ..settings import Settings
+from .scaffolder import HuntressConnectorScaffolder
 
 
+@dg.scaffold_with(HuntressConnectorScaffolder)
 class HuntressConnectorComponent(dg.Component, dg.Model, dg.Resolvable):
     """Collects every Huntress stream (incident reports, signals, escalations, platform actions, agents) into a
     DuckDB/Parquet lake: a raw asset per stream, parsed_syslog, assets and alerts, checks, schedules and a
