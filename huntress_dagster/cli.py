@@ -219,11 +219,7 @@ def run_webhooks(args: argparse.Namespace) -> int:
 def run_sql(args: argparse.Namespace) -> int:
     """SQL over the lake, read-only, with the DuckDB this package installed: an in-memory database with a view
     per table (paths resolved now, so a moved lake still works; no lock on the catalog file)."""
-    import duckdb
-
-    from .lake import Lake
-
-    from .lake import is_object_store
+    from .lake import Lake, is_object_store
 
     lake_dir = args.lake_dir if is_object_store(args.lake_dir) else Path(args.lake_dir).expanduser()
     if isinstance(lake_dir, Path) and not lake_dir.is_dir():
@@ -232,18 +228,89 @@ def run_sql(args: argparse.Namespace) -> int:
     lake = Lake(lake_dir)  # s3://bucket/prefix: read through the AWS_* credentials and endpoint
     with tempfile.TemporaryDirectory(prefix="huntress-sql-") as spill, lake.connect(Path(spill)) as con:
         tables = lake.register_views(con)
-        queries = [args.query] if args.query else _read_queries(tables)
-        for query in queries:
-            try:
-                relation = con.sql(query)
-            except duckdb.Error as exc:
-                print(f"FAILED: {str(exc).splitlines()[0]}", file=sys.stderr)
+        _lock_down(con, lake)
+        for text in [args.query] if args.query else _read_queries(tables):
+            if failure := _run_reads(con, text, args.max_rows):
+                print(f"FAILED: {failure}", file=sys.stderr)
                 if args.query:
                     return 1
-                continue
-            if relation is not None:
-                relation.show(max_rows=args.max_rows, max_width=200)
     return 0
+
+
+# What `huntress-dagster sql` runs: reads. DESCRIBE, SHOW, SUMMARIZE, FROM and VALUES parse as SELECT; PIVOT as
+# MULTI (it declares a type in memory, then selects); an EXPLAIN is judged by what it explains (EXPLAIN ANALYZE
+# runs it); a PRAGMA by its name, as COPY FROM DATABASE and IMPORT DATABASE parse as PRAGMA too.
+INFO_PRAGMAS = {"collations", "database_list", "database_size", "functions", "metadata_info", "platform", "show",
+                "show_databases", "show_tables", "show_tables_expanded", "storage_info", "table_info", "user_agent",
+                "version"}
+READS = "SELECT, FROM, DESCRIBE, SHOW, SUMMARIZE, PIVOT, EXPLAIN, and PRAGMAs that inform, e.g. table_info"
+
+
+def _lock_down(con, lake) -> None:
+    """Past the statement check, a SELECT can still reach files through table functions (enable_logging
+    writes a log directory, read_csv reads anywhere): files only within the lake (its views' Parquet, local
+    or on the object store), no extension installs, and settings locked so no statement can undo that."""
+    from .lake import sql_literal
+
+    con.execute(f"SET allowed_directories = [{sql_literal(lake.location.rstrip('/') + '/')}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def _run_reads(con, text: str, max_rows: int) -> str | None:
+    """Run the statements of `text`, showing each result, if every one is a read (else none runs); returns
+    why not, or the error."""
+    import duckdb
+
+    try:
+        statements = con.extract_statements(text)
+        for statement in statements:
+            if refused := _not_a_read(con, statement):
+                return f"refused {refused} statement: `huntress-dagster sql` is read-only ({READS})"
+        for statement in statements:  # the parsed statements themselves: what was checked is what runs
+            relation = con.sql(statement)
+            if relation is not None:
+                relation.show(max_rows=max_rows, max_width=200)
+    except duckdb.Error as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
+def _not_a_read(con, statement) -> str | None:
+    """None for a read, else what the statement is: its type ('COPY', 'PRAGMA import_database', 'EXPLAIN
+    of INSERT'...)."""
+    import duckdb
+
+    kind = statement.type
+    tokens = _tokens(statement.query)
+    words = [word.lower() for _, word in tokens]
+    if kind == duckdb.StatementType.SELECT or (kind == duckdb.StatementType.MULTI and words[0] == "pivot"):
+        return None
+    if kind == duckdb.StatementType.PRAGMA:
+        if words[0] != "pragma":  # COPY FROM DATABASE, IMPORT DATABASE
+            written = words[:words.index("database") + 1] if "database" in words else words[:1]
+            return f"PRAGMA ({' '.join(written).upper()})"
+        name = words[1].strip('"') if len(words) > 1 else ""
+        return None if name in INFO_PRAGMAS else f"PRAGMA {name}"
+    if kind == duckdb.StatementType.EXPLAIN:
+        position, depth = 1, 0  # past EXPLAIN, ANALYZE and (options), to the statement explained
+        while position < len(words) and (depth or words[position] in ("analyze", "analyse", "(")):
+            depth += {"(": 1, ")": -1}.get(words[position], 0)
+            position += 1
+        explained = con.extract_statements(statement.query[tokens[position][0]:]) if position < len(words) else []
+        refused = [what for inner in explained if (what := _not_a_read(con, inner))]
+        return f"EXPLAIN of {refused[0]}" if refused else None if explained else "EXPLAIN"
+    return kind.name
+
+
+def _tokens(query: str) -> list[tuple[int, str]]:
+    """The statement's tokens as written (offset, text), without comments."""
+    import duckdb
+
+    tokens = duckdb.tokenize(query)
+    ends = [offset for offset, _ in tokens[1:]] + [len(query)]
+    return [(offset, query[offset:end].strip()) for (offset, kind), end in zip(tokens, ends)
+            if kind != duckdb.token_type.comment]
 
 
 def _read_queries(tables: list[str]):

@@ -436,18 +436,23 @@ class Lake:
         `huntress-dagster catalog`) gives the views."""
         if self.remote:
             return False
-        statements = [f"CREATE OR REPLACE VIEW {t} AS {sql}" for t in layout.TABLE_GLOBS
-                      if (sql := self.view_sql(t, relative=True))]
-        statements += [f"CREATE OR REPLACE VIEW {view} AS {sql}" for view, (table, sql) in layout.DERIVED_VIEWS.items()
-                       if any(s.startswith(f"CREATE OR REPLACE VIEW {table} ") for s in statements)]
+        views = {table: sql for table in layout.TABLE_GLOBS if (sql := self.view_sql(table, relative=True))}
+        # A derived view carries its table's SELECT (a CTE of the same name): DuckDB 1.0 binds the table names
+        # of a view in an ATTACHed catalog in the default database, where there is no such table.
+        views |= {view: f"WITH {table} AS ({views[table]}) {sql}"
+                  for view, (table, sql) in layout.DERIVED_VIEWS.items() if table in views}
+        statements = [f"CREATE OR REPLACE VIEW {name} AS {sql}" for name, sql in views.items()]
         if not statements:
             return False
         try:
-            with self.lock("catalog", timeout=timeout), duckdb.connect(str(self.catalog_path)) as con:
-                con.execute(f"SET file_search_path = {sql_literal(str(self.root))}")  # views bind their files now
-                for statement in statements:
-                    con.execute(statement)
-            self.catalog_path.chmod(self.file_mode)  # DuckDB creates it with the process umask
+            with self.lock("catalog", timeout=timeout):
+                if self.catalog_path.exists() and _write_views(self.catalog_path, self.root, statements):
+                    self.catalog_path.chmod(self.file_mode)  # an earlier version left the process umask's
+                    return True
+                # New, or in a format DuckDB 1.x cannot open (written by an earlier version of this package):
+                # built aside and renamed into place, so a reader never sees a half-built catalog.
+                with self.atomic_path(self.catalog_path) as tmp:
+                    _write_views(tmp, self.root, statements)
             return True
         except Exception as exc:  # a lock held by a user's session must not fail the run
             log.warning("Catalog %s not refreshed (%s); Parquet files are committed and the existing views "
@@ -455,9 +460,38 @@ class Lake:
             return False
 
 
+# The catalog file's storage format: the oldest DuckDB 2.0 writes, which DuckDB 1.0 and later open, so
+# analysts' tools need not upgrade with this package. DuckDB reports it as "<version>+".
+CATALOG_STORAGE_VERSION = "v1.0.0"
+
+
+def connect_catalog(path: str | os.PathLike, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB file that, if created or written, keeps the 1.x-compatible storage format."""
+    return duckdb.connect(str(path), read_only=read_only,
+                          config={"storage_compatibility_version": CATALOG_STORAGE_VERSION})
+
+
+def storage_version(con: duckdb.DuckDBPyConnection) -> str:
+    """The storage format of a connection's database file as DuckDB reports it: 'v1.0.0+', 'v2.0.0+'..."""
+    return con.execute("SELECT tags['storage_version'] FROM duckdb_databases() "
+                       "WHERE database_name = current_database()").fetchone()[0]
+
+
+def _write_views(path: Path, lake_root: Path, statements: list[str]) -> bool:
+    """Run the view statements in the catalog file at `path`; False (nothing written) if the file is not in
+    the 1.x-compatible format: the setting only applies to new files, an existing one keeps its format."""
+    with connect_catalog(path) as con:
+        if storage_version(con) != f"{CATALOG_STORAGE_VERSION}+":
+            return False
+        con.execute(f"SET file_search_path = {sql_literal(str(lake_root))}")  # views bind their files now
+        for statement in statements:
+            con.execute(statement)
+    return True
+
+
 def open_catalog(lake_dir: str | os.PathLike, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     """The lake's catalog file opened the way its relative views need: `file_search_path` = the lake."""
     root = Path(lake_dir).expanduser().resolve()
-    con = duckdb.connect(str(root / layout.CATALOG_FILE), read_only=read_only)
+    con = connect_catalog(root / layout.CATALOG_FILE, read_only=read_only)
     con.execute(f"SET file_search_path = {sql_literal(str(root))}")
     return con
