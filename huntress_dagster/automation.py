@@ -10,6 +10,7 @@ true without waiting on the automation daemon.
 
 import json
 import socket
+import time
 import uuid
 from datetime import date, datetime, timezone
 
@@ -290,6 +291,18 @@ def build_run_health_sensor(default_status: dg.DefaultSensorStatus) -> dg.Sensor
 INBOX_SENSOR = "huntress_inbox_sensor"
 
 
+def wait_for_events(inbox: Inbox, wait_seconds: float, poll_seconds: float) -> list:
+    """The inbox's pending events, looking again every `poll_seconds` for up to `wait_seconds` while there are
+    none: an event that lands during the wait starts its run at once instead of at the daemon's next sensor
+    loop (every 5 s). A listing per look: slower on an object store, where each is a request."""
+    deadline = time.monotonic() + wait_seconds
+    pending = inbox.pending()
+    while not pending and time.monotonic() < deadline:
+        time.sleep(min(poll_seconds, max(0.0, deadline - time.monotonic())))
+        pending = inbox.pending()
+    return pending
+
+
 def build_inbox_sensor(settings, default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
     @dg.sensor(name=INBOX_SENSOR, job_name=COLLECT_JOB, minimum_interval_seconds=settings.inbox_interval_seconds,
                default_status=default_status,
@@ -298,10 +311,11 @@ def build_inbox_sensor(settings, default_status: dg.DefaultSensorStatus) -> dg.S
                            "reports, escalations and platform actions by id (no list request) and refreshes "
                            "alerts. The polling sensor and the schedule stay the safety net.")
     def inbox_sensor(context: dg.SensorEvaluationContext, lake: HuntressLakeResource) -> dg.SensorResult:
-        inbox = Inbox(lake.get_lake())
-        pending = inbox.pending()
+        store = lake.get_lake()
+        inbox = Inbox(store)
+        pending = wait_for_events(inbox, settings.inbox_wait_seconds, 1.0 if store.remote else 0.2)
         if not pending:
-            return dg.SensorResult(skip_reason="The webhook inbox is empty")
+            return dg.SensorResult(skip_reason=f"The webhook inbox stayed empty for {settings.inbox_wait_seconds:g} s")
         now = datetime.now(timezone.utc)
         batch = f"{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
         events = [e for e in inbox.claim(pending, batch) if e.stream is not None and e.object_id is not None]

@@ -429,6 +429,14 @@ class Lake:
             self.register_views(con, [t for t in layout.TABLE_GLOBS if re.search(rf"\b{t}\b", sql)])
             return con.sql(f"SELECT * FROM ({sql}) LIMIT {limit}").to_arrow_table().to_pylist()
 
+    def _catalog_stamp(self) -> str:
+        """The catalog file as it is on disk (modified time and size): another writer or a replaced file shows."""
+        try:
+            stat = self.catalog_path.stat()
+        except FileNotFoundError:
+            return "none"
+        return f"{stat.st_mtime_ns}:{stat.st_size}"
+
     def refresh_catalog(self, timeout: float = 5.0) -> bool:
         """Point huntress.duckdb's views at the current tables (paths relative to the lake, so a moved lake
         still works). Best effort: if someone holds the file, the existing views (globs) already cover new
@@ -444,15 +452,20 @@ class Lake:
         statements = [f"CREATE OR REPLACE VIEW {name} AS {sql}" for name, sql in views.items()]
         if not statements:
             return False
+        digest = hashlib.sha256("\n".join([CATALOG_STORAGE_VERSION, *statements]).encode()).hexdigest()
+        given = self.root / layout.CATALOG_STATE
+        if given.exists() and given.read_text() == f"{digest} {self._catalog_stamp()}":
+            return True  # the views are globs: new files need no refresh, and opening the file costs ~0.1 s a step
         try:
             with self.lock("catalog", timeout=timeout):
-                if self.catalog_path.exists() and _write_views(self.catalog_path, self.root, statements):
-                    self.catalog_path.chmod(self.file_mode)  # an earlier version left the process umask's
-                    return True
-                # New, or in a format DuckDB 1.x cannot open (written by an earlier version of this package):
-                # built aside and renamed into place, so a reader never sees a half-built catalog.
-                with self.atomic_path(self.catalog_path) as tmp:
-                    _write_views(tmp, self.root, statements)
+                if not (self.catalog_path.exists() and _write_views(self.catalog_path, self.root, statements)):
+                    # New, or in a format DuckDB 1.x cannot open (written by an earlier version of this
+                    # package): built aside and renamed into place, so a reader never sees a half-built catalog.
+                    with self.atomic_path(self.catalog_path) as tmp:
+                        _write_views(tmp, self.root, statements)
+                self.catalog_path.chmod(self.file_mode)  # an earlier version left the process umask's
+                with self.atomic_path(given) as tmp:  # what was written, and the file it was written to
+                    tmp.write_text(f"{digest} {self._catalog_stamp()}")
             return True
         except Exception as exc:  # a lock held by a user's session must not fail the run
             log.warning("Catalog %s not refreshed (%s); Parquet files are committed and the existing views "

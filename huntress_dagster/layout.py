@@ -35,6 +35,7 @@ def accounts_state(connection: str) -> str:
 
 
 ALERTS_STATE = "alerts/_built_from.json"
+CATALOG_STATE = f"{STATE_DIR}/catalog_views.sha256"  # the view statements huntress.duckdb was last given
 ASSETS_FILE = "assets/data.parquet"  # the agents' inventory (see inventory_file)
 DEVICE_INVENTORY_FILE = "ocsf/device_inventory_info/data.parquet"
 USER_INVENTORY_FILE = "ocsf/user_inventory_info/data.parquet"

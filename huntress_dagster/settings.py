@@ -298,6 +298,9 @@ class Settings:
     # the webhook inbox sensor: no API request per tick (it reads the lake), so it can look often; 4 s, not 5:
     # the daemon's sensor loop runs every 5 s, and a 5 s minimum makes every other evaluation skip
     inbox_interval_seconds: int = 4
+    # ... and, finding the inbox empty, keeps looking for this long before it returns (a long poll): the daemon
+    # starts a sensor evaluation at most every 5 s, so without it an event waits up to 5 s for the next one
+    inbox_wait_seconds: float = 4.0
     # several keys (HUNTRESS_CONNECTIONS_FILE or the component's `connections:`); empty: the single-key variables
     connections: tuple[Connection, ...] = ()
     demo_tick_seconds: float = 60.0  # demo mode: the simulator's clock (new incidents, status changes)
