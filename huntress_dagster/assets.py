@@ -4,6 +4,7 @@ inventories and alerts live in the plain modules."""
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
 
@@ -14,9 +15,10 @@ from .errors import HuntressError
 from .inventory import INVENTORIES, ORGANIZATIONS_INVENTORY, Inventory, build_inventory
 from .lake import Lake
 from .parsed import build_parsed_syslog_days
-from .raw_assets import GROUP, markdown_table, snapshot_raw_asset, walked_raw_asset
+from .raw_assets import GROUP, add_partition_metadata, run_result, snapshot_raw_asset, walked_raw_asset
 from .resources import HuntressLakeResource, HuntressResource
 from .streams import ALERT_STREAMS, INCIDENT_REPORTS, STREAMS
+from .table_metadata import preview_table, table_metadata
 
 
 def parse_contexts(huntress: HuntressResource, lake_resource: HuntressLakeResource, lake: Lake,
@@ -75,8 +77,11 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
         totals: dict[str, int] = {s.msg_class: 0 for s in STREAMS}
         levels: dict[str, int] = {}
         skipped = quarantined = parsed = carried_over = 0
+        per_day: dict[str, dict[str, Any]] = {}
         for day_stats in build_parsed_syslog_days(store, list(context.partition_keys), contexts,
                                                   workers=lake.parse_worker_count()):
+            per_day[day_stats.day] = {"dagster/row_count": sum(day_stats.rows.values()),
+                                      **{f"{s.name}_rows": day_stats.rows.get(s.msg_class, 0) for s in STREAMS}}
             for msg_class, count in day_stats.rows.items():
                 totals[msg_class] += count
             for level, count in day_stats.parse_levels.items():
@@ -95,12 +100,14 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
                    len(processes) AS processes, len(sha256) AS sha256, len(domains) AS domains
             FROM parsed_syslog WHERE day BETWEEN {days} AND msg_class = '{INCIDENT_REPORTS.msg_class}'
             ORDER BY timestamp DESC""") if totals[INCIDENT_REPORTS.msg_class] else []
-        return dg.MaterializeResult(metadata={
-            **{f"{s.name}_rows": totals[s.msg_class] for s in STREAMS},
+        add_partition_metadata(context, per_day)  # each day's rows; the run's figures on its newest day
+        return run_result(context, {
+            **{f"run_{s.name}_rows": totals[s.msg_class] for s in STREAMS},
             "parse_levels": json.dumps(levels), "unchanged_parts_skipped": skipped,
             "rows_parsed": parsed, "rows_carried_over": carried_over,
             "records_quarantined": quarantined,
-            "preview": markdown_table(rows, ["msg_class", "id", "status", "parse_level", "processes", "sha256",
+            **table_metadata(store, "parsed_syslog", None),
+            "preview": preview_table(rows, ["msg_class", "id", "status", "parse_level", "processes", "sha256",
                                              "domains"]),
         })
 
@@ -131,7 +138,8 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
             "changed_days": ", ".join(build.changed_days[:10]) + (" ..." if len(build.changed_days) > 10 else ""),
             "by_severity": json.dumps({r["severity"]: r["n"] for r in by_severity}),
             "by_class": json.dumps({r["msg_class"]: r["n"] for r in by_class}),
-            "preview": markdown_table(rows, ["msg_class", "huntress_id", "severity", "status", "subject", "hostname",
+            **table_metadata(store, "alerts", count),
+            "preview": preview_table(rows, ["msg_class", "huntress_id", "severity", "status", "subject", "hostname",
                                              "updated_at"]),
         })
 
@@ -171,7 +179,8 @@ def inventory_asset(inventory: Inventory, banner: str) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata={
             "rows": count, "gone_from_latest_snapshot": gone.get("gone", 0),
             **({f"flagged ({flag})": gone.get("flagged", 0)} if flag else {}),
-            "preview": markdown_table(rows, [c.strip() for c in columns.split(",")]),
+            **table_metadata(store, table, count),
+            "preview": preview_table(rows, [c.strip() for c in columns.split(",")]),
         })
 
     return inventory_table

@@ -25,6 +25,7 @@ from .quarantine import QuarantineWriter
 from .raw_partitions import CommitStats, walk_scope
 from .resources import HuntressLakeResource, HuntressResource
 from .streams import Stream
+from .table_metadata import preview_table, table_metadata
 
 GROUP = "huntress"
 PROGRESS_EVERY_SECONDS = 10.0
@@ -38,15 +39,15 @@ class WalkConfig(dg.Config):
                     "each day's committed watermark")
 
 
-def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> dg.MetadataValue:
-    """A small preview table for the UI."""
-    if not rows:
-        return dg.MetadataValue.md("_no rows_")
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = [str(row.get(c, "")).replace("|", "\\|").replace("\n", " ")[:80] for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return dg.MetadataValue.md("\n".join(lines))
+def running_row_count(context: dg.AssetExecutionContext, store: Lake, table: str, added: int) -> int:
+    """The rows of an append-only table: the last materialization's count plus what this run added (no
+    count over every snapshot file ever written); counted once when there is no earlier figure."""
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(table))
+    previous = event.asset_materialization.metadata.get("dagster/row_count") if event and \
+        event.asset_materialization else None
+    if previous is not None:
+        return int(previous.value) + added
+    return store.preview(f"SELECT count(*) AS n FROM {table}", 1)[0]["n"]
 
 
 def log_progress(context: dg.AssetExecutionContext, rows: Iterable[dict], stats: WalkStats,
@@ -93,6 +94,28 @@ def walk_failure(stream: Stream, stats: WalkStats, proven: set[date], days: list
                     f"next run: {', '.join(unproven) or 'none'}.",
         metadata={"anomalies": "\n".join(stats.anomalies), "days_not_proven": ", ".join(unproven),
                   "versions_committed": stats.records_in_window, "pages": stats.pages})
+
+
+def raw_day_rows(store: Lake, stream: Stream, accounts: list[str], days: list[date]) -> dict[date, int]:
+    """Rows (versions) each day's raw partition holds now, over the accounts (one footer read a file)."""
+    rows = {}
+    for day in days:
+        paths = [store.walked(stream, account).day_path(day) for account in accounts]
+        rows[day] = sum(store.num_rows(path) for path in paths if path.exists())
+    return rows
+
+
+def add_partition_metadata(context: dg.AssetExecutionContext, by_partition: dict[str, dict[str, Any]]) -> None:
+    """Metadata that describes one partition each (its row count...), on that partition's materialization."""
+    for partition_key, metadata in by_partition.items():
+        context.add_asset_metadata(metadata, partition_key=partition_key)
+
+
+def run_result(context: dg.AssetExecutionContext, metadata: dict[str, Any]) -> dg.MaterializeResult:
+    """A partitioned run's own figures, on its newest partition only (MaterializeResult metadata would be
+    copied onto every partition of the run)."""
+    context.add_asset_metadata(metadata, partition_key=context.partition_keys[-1])
+    return dg.MaterializeResult()
 
 
 def quarantine_metadata(quarantine: QuarantineWriter) -> dict[str, Any]:
@@ -236,7 +259,11 @@ def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, ba
             SELECT account, id, updated_at, try(json_extract_string(raw_json, '$.status')) AS status, organization_id
             FROM {stream.raw_table} WHERE day BETWEEN '{days[0]}' AND '{days[-1]}' ORDER BY updated_at DESC""") \
             if walks else []  # e.g. a run narrowed to customer accounts, which this stream does not reach
-        yield dg.MaterializeResult(metadata={
+        day_rows = raw_day_rows(store, stream, [str(w.account.account_id) for w in walks], days)
+        add_partition_metadata(context, {day.isoformat(): {"dagster/row_count": n} for day, n in day_rows.items()})
+        # The run's own figures (health, API use, the walk) describe the collection, not a day: they go on the
+        # run's newest day only, so per-day plots are not the run's totals repeated on every day.
+        yield run_result(context, {
             **health_metadata(health),
             "walk_lower_bound": min(lowers).isoformat() if lowers else "none (complete)",
             "walk_upper_bound": window.end.isoformat(), "accounts": len(walks),
@@ -249,7 +276,8 @@ def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, ba
             "demo_mode": huntress.demo_mode, **api,
             **({"pushed_objects": len(pushed), **{f"webhook_{k}": v for k, v in DeliveryStats(store).read().items()}}
                if pushed is not None else {}),
-            "preview": markdown_table(newest, ["account", "id", "updated_at", "status", "organization_id"]),
+            "preview": preview_table(newest, ["account", "id", "updated_at", "status", "organization_id"]),
+            **table_metadata(store, stream.raw_table, None),
         })
 
     return raw_walked
@@ -307,7 +335,8 @@ def snapshot_raw_asset(stream: Stream, banner: str) -> dg.AssetsDefinition:
             "snapshots": ", ".join(str(path.relative_to(store.root)) for _, path, _ in written),
             "demo_mode": huntress.demo_mode, **api,
             **quarantine_metadata(quarantine), "leftovers_removed_bytes": leftovers["bytes"],
-            "preview": markdown_table(newest, ["id", "organization_id", "updated_at"]),
+            "preview": preview_table(newest, ["id", "organization_id", "updated_at"]),
+            **table_metadata(store, stream.raw_table, running_row_count(context, store, stream.raw_table, count)),
         })
 
     return raw_snapshot

@@ -157,7 +157,7 @@ def test_a_re_walked_day_parses_only_its_new_versions_and_equals_a_full_parse(si
                               "escalations_closed": 0, "new_signals": 0, "signal_status_changes": 0,
                               "platform_actions_opened": 0, "platform_actions_closed": 0})
     result = pipeline.run_incidents(today() - timedelta(days=1), today())
-    metadata = result.asset_materializations_for_node("parsed_syslog")[0].metadata
+    metadata = result.asset_materializations_for_node("parsed_syslog")[-1].metadata
     # the 5 new versions (2 incidents, 3 status changes) and nothing else is normalized again
     assert metadata["rows_parsed"].value == 5 and metadata["rows_carried_over"].value > 0
     incremental = table_snapshot(pipeline.lake_dir, "parsed_syslog")
@@ -166,8 +166,25 @@ def test_a_re_walked_day_parses_only_its_new_versions_and_equals_a_full_parse(si
         for path in (pipeline.lake_dir / "parsed_syslog").rglob(f"day={day.isoformat()}/*.parquet"):
             path.unlink()
     result = pipeline.run_incidents(today() - timedelta(days=1), today())
-    assert result.asset_materializations_for_node("parsed_syslog")[0].metadata["rows_carried_over"].value == 0
+    assert result.asset_materializations_for_node("parsed_syslog")[-1].metadata["rows_carried_over"].value == 0
     assert table_snapshot(pipeline.lake_dir, "parsed_syslog") == incremental
+
+
+def test_each_partition_s_metadata_describes_that_day_and_the_run_s_figures_only_the_newest(simulator, tmp_path):
+    pipeline = make_pipeline(simulator, tmp_path)
+    result = pipeline.run_incidents()
+    raw = {m.partition: m.metadata for m in result.asset_materializations_for_node("raw_incidents")}
+    parsed = {m.partition: m.metadata for m in result.asset_materializations_for_node("parsed_syslog")}
+    per_day = dict(pipeline.query("SELECT CAST(day AS VARCHAR), count(*) FROM raw_incidents GROUP BY 1"))
+    parsed_per_day = dict(pipeline.query("SELECT CAST(day AS VARCHAR), count(*) FROM parsed_syslog "
+                                         "WHERE msg_class = 'huntress_incident_report' GROUP BY 1"))
+    assert len(raw) > 2 and len(set(per_day.values())) > 1  # days of different sizes: a repeated total shows
+    for day, metadata in raw.items():
+        assert metadata["dagster/row_count"].value == per_day.get(day, 0)
+        assert parsed[day]["incident_reports_rows"].value == parsed_per_day.get(day, 0)
+    newest = max(raw)
+    assert [day for day, metadata in raw.items() if "lag_seconds" in metadata] == [newest]
+    assert [day for day, metadata in parsed.items() if "parse_levels" in metadata] == [newest]
 
 
 def test_alerts_carry_host_context_links_and_ocsf_ids(simulator, tmp_path):
@@ -202,7 +219,7 @@ def test_incremental_runs_walk_only_from_the_committed_watermark(simulator, tmp_
     assert result.success
     walk = [e for e in simulator.request_log if e["t"] > mark and e["path"] == "/v1/incident_reports"]
     assert len(walk) == 1  # nothing changed: one page reaches below the watermark
-    lower = result.asset_materializations_for_node("raw_incidents")[0].metadata["walk_lower_bound"].value
+    lower = result.asset_materializations_for_node("raw_incidents")[-1].metadata["walk_lower_bound"].value
     assert parse_api_time(lower) > parse_api_time(f"{today()}T00:00:00Z") - timedelta(days=1)
 
 

@@ -135,7 +135,7 @@ def test_pushed_events_reach_alerts_through_the_inbox_sensor_with_no_list_reques
     pushed = pipeline.defs.resolve_job_def(COLLECT_JOB).execute_in_process(
         tags=run.tags, asset_selection=run.asset_selection, instance=pipeline.instance)
     assert pushed.success
-    metadata = pushed.asset_materializations_for_node("raw_incidents")[0].metadata
+    metadata = pushed.asset_materializations_for_node("raw_incidents")[-1].metadata
     assert metadata["pushed_objects"].value == 3 and metadata["webhook_accepted"].value == 4  # visible per run
     paths = [e["path"] for e in simulator.request_log if e["t"] > before]
     # one GET per announced object (and its remediations), no list walk, no account listing
