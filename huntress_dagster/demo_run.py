@@ -7,7 +7,7 @@ from datetime import date
 
 import dagster as dg
 
-from .definitions import build_definitions
+from .definitions import MODE_TAG, build_definitions
 from .headless import lake_summary, run_range, run_summary, utc_today
 from .lake import Lake
 from .resources import HuntressLakeResource, HuntressResource
@@ -20,7 +20,8 @@ def run_demo_pipeline(host_url: str, lake_dir: str) -> str:
     huntress = HuntressResource(host_url=host_url, api_key=DEMO_API_KEY, api_secret=DEMO_API_SECRET,
                                 demo_mode=True, rate_limit_requests=10_000)
     defs = build_definitions(settings, huntress=huntress, lake=HuntressLakeResource(lake_dir=lake_dir))
-    result = run_range(defs, dg.DagsterInstance.ephemeral(), date.fromisoformat(settings.start_date), utc_today())
+    result = run_range(defs, dg.DagsterInstance.ephemeral(), date.fromisoformat(settings.start_date), utc_today(),
+                       {MODE_TAG: "demo"})
     if not result.success:
         raise SystemExit("demo run failed:\n" + run_summary(result))
     return (lake_summary(Lake(lake_dir)) + f"\nQuery it: .venv/bin/huntress-dagster sql --lake-dir {lake_dir} "

@@ -43,6 +43,7 @@ from __future__ import annotations
 import base64
 import collections
 import json
+import os
 import socket
 import threading
 import time
@@ -334,7 +335,9 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.sim
         if path == "/_sim/info":
             world = sim.world
-            self._send(200, {"url": sim.url, "api_key": sim.config.api_key, "seed": world.config.seed,
+            # pid: which process answers (demo.py tells its own simulator from another on a reused port)
+            self._send(200, {"url": sim.url, "pid": os.getpid(), "api_key": sim.config.api_key,
+                             "seed": world.config.seed,
                              "anchor": world.anchor, "ticks": world.tick_count,
                              "incidents": len(world.incidents), "agents": len(world.agents),
                              "signals": len(world.signals), "escalations": len(world.escalations),
