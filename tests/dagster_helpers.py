@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -149,3 +151,29 @@ def open_catalog_read_only(lake_dir: Path) -> duckdb.DuckDBPyConnection:
     from huntress_dagster.lake import open_catalog
 
     return open_catalog(lake_dir)
+
+
+def start_dagster_dev(env: dict[str, str], cwd: Path, log, port: int, timeout: float = 180) -> subprocess.Popen:
+    """`dagster dev` on `port`, in a process group of its own (everything it starts can be stopped at once);
+    returns once its webserver answers, fails the test with the log's tail if it exits or never answers."""
+    import httpx
+    import pytest
+
+    dagster = Path(sys.executable).with_name("dagster")
+    proc = subprocess.Popen([str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=cwd, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(1)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.flush()
+    pytest.fail("dagster dev did not start: " + Path(log.name).read_text()[-3000:])
+

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from huntress_dagster.demo import read_state, stop_demo_simulator
 from huntress_dagster.inventory import INVENTORIES
 from huntress_dagster.streams import STREAMS
 
-from .dagster_helpers import cli_env, start_day, table_snapshot, today
+from .dagster_helpers import cli_env, start_dagster_dev, start_day, table_snapshot, today
 from .object_store import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,20 +48,9 @@ def dagster_dev(tmp_path):
     # No HUNTRESS_API_KEY: demo mode. The simulator's clock is stopped so the truth is stable to compare.
     env = cli_env(None, tmp_path, HUNTRESS_DEMO_TICK_SECONDS="0")
     port = free_port()
-    dagster = Path(sys.executable).with_name("dagster")
     log = open(tmp_path / "dagster_dev.log", "w")
-    proc = subprocess.Popen([str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=REPO, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_dagster_dev(env, REPO, log, port)
     try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(1)
-        else:
-            pytest.fail("dagster dev did not start: " + (tmp_path / "dagster_dev.log").read_text()[-3000:])
         yield port, tmp_path, env
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
