@@ -2,7 +2,7 @@
 
 One row per (tenantid, msg_class, huntress_id, organization_id, account_id): the latest version of each
 incident report, and of each escalation once per organization it affects (the reference dedups per
-organization), with OCSF severity and status ids, the portal link and the host context from assets; and
+organization), with OCSF severity and status ids, the portal link and the host context from agent_inventory; and
 its OCSF Detection Finding form. Built incrementally from the parsed days that changed (see
 `build_alerts`), written by DuckDB in parts, so memory stays flat.
 """
@@ -29,6 +29,7 @@ from .streams import ALERT_STREAMS
 VERSION_KEY_COLUMNS = ("tenantid", "cls", "hid", "oid", "aid")  # in the version tables (`versions`, `touched`)
 TABLE_KEY_COLUMNS = ("tenantid", "msg_class", "huntress_id", "organization_id", "account_id")  # the same in alerts
 ALERT_PARTS = layout.ALERT_PARTS
+OCSF_TABLE = "ocsf_detection_finding"  # the alerts' OCSF Detection Finding form: its view and asset name
 ALERTS_ROW_GROUP_ROWS = 16_384  # ~40 MB of alerts rows: see parquet_copy_options
 ALERT_CLASSES = tuple(stream.msg_class for stream in ALERT_STREAMS)
 ALERTS_FORMAT_VERSION = "7"  # bump when ALERT_ROWS_SQL changes: the next build is then a full one
@@ -151,7 +152,7 @@ def _alerts_sources(lake: Lake, files: dict[str, Path]) -> dict[str, Any]:
     for source, path in files.items():
         fingerprint = lake.file_metadata(path).get(SOURCE_FINGERPRINT)
         days[source] = fingerprint.decode() if fingerprint else lake.signature(path)
-    assets = lake.root / layout.ASSETS_FILE
+    assets = lake.root / layout.AGENT_INVENTORY_FILE
     organizations = lake.root / layout.inventory_file("organizations")
     return {"format": ALERTS_FORMAT_VERSION, "assets": lake.signature(assets) if assets.exists() else "",
             "organizations": lake.signature(organizations) if organizations.exists() else "",
@@ -186,7 +187,7 @@ def _bucket_of(id_sql: str) -> str:
 
 def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
     """alerts: one row per (tenantid, msg_class, huntress_id, organization_id, account_id), the latest
-    version, with host context from assets; and its OCSF Detection Finding form.
+    version, with host context from agent_inventory; and its OCSF Detection Finding form.
 
     Both tables are split into ALERT_PARTS files by Huntress id, and built incrementally:
     `alerts/_built_from.json` records what they were built from (`_alerts_sources`), and a build
@@ -219,8 +220,8 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
             _register_alert_uid(con)
             # Streamed writes: no insertion order to keep (DuckDB would buffer rows for it)
             con.execute("SET preserve_insertion_order = false")
-            views = lake.register_views(con, ["assets", "organizations"])
-            assets = "assets" if "assets" in views else NO_ASSETS_SQL
+            views = lake.register_views(con, ["agent_inventory", "organizations"])
+            assets = "agent_inventory" if "agent_inventory" in views else NO_ASSETS_SQL
             organizations = "organizations" if "organizations" in views else NO_ORGANIZATIONS_SQL
             con.execute("CREATE TEMP TABLE versions AS "
                         + VERSION_KEYS_SQL.format(files=_sql_list([str(p) for p in files.values()])))

@@ -3,16 +3,17 @@ inventories and alerts live in the plain modules."""
 
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
 
 from . import parsing
+from .alerts import OCSF_TABLE as ALERTS_OCSF_TABLE
 from .alerts import build_alerts
 from .connections import cached_accounts, discover_accounts, remember_accounts
 from .errors import HuntressError
-from .inventory import INVENTORIES, ORGANIZATIONS_INVENTORY, Inventory, build_inventory
+from .inventory import INVENTORIES, OCSF_TABLES, ORGANIZATIONS_INVENTORY, Inventory, build_inventory
 from .lake import Lake
 from .parsed import build_parsed_syslog_days
 from .raw_assets import GROUP, add_partition_metadata, run_result, snapshot_raw_asset, walked_raw_asset
@@ -111,15 +112,17 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
                                              "domains"]),
         })
 
-    @dg.asset(
-        name="alerts", group_name=GROUP, deps=["parsed_syslog", "assets", ORGANIZATIONS_INVENTORY.table], kinds={"python", "parquet", "duckdb"},
-        tags={"huntress/layer": "refined"},
-        description=banner + f"Alerts, the triage queue of {alert_classes}: one row per (tenantid, msg_class, "
-                    "huntress_id, organization_id, account_id), the latest version of each (an escalation "
-                    "affecting N organizations is N rows), with OCSF severity and status ids, the portal link and "
-                    "the host context from assets.",
-    )
-    def alerts(context: dg.AssetExecutionContext, lake: HuntressLakeResource) -> dg.MaterializeResult:
+    @dg.multi_asset(specs=[
+        dg.AssetSpec(
+            "alerts", group_name=GROUP, deps=["parsed_syslog", "agent_inventory", ORGANIZATIONS_INVENTORY.table],
+            kinds={"python", "parquet", "duckdb"}, tags={"huntress/layer": "refined"},
+            description=banner + f"Alerts, the triage queue of {alert_classes}: one row per (tenantid, msg_class, "
+                        "huntress_id, organization_id, account_id), the latest version of each (an escalation "
+                        "affecting N organizations is N rows), with OCSF severity and status ids, the portal link "
+                        "and the host context from agent_inventory."),
+        ocsf_spec(ALERTS_OCSF_TABLE, "alerts", "Detection Finding (class 2004)", banner),
+    ], name="alerts")
+    def alerts(context: dg.AssetExecutionContext, lake: HuntressLakeResource) -> Iterator[dg.MaterializeResult]:
         store = lake.get_lake()
         build = build_alerts(store)
         count = build.rows
@@ -131,7 +134,7 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
                              "FROM alerts ORDER BY updated_at DESC") if count else []
         context.log.info(f"alerts: {count} rows; {build.mode} build, {build.alerts_written} alerts recomputed "
                          f"from {len(build.changed_days)} changed parsed days")
-        return dg.MaterializeResult(metadata={
+        yield dg.MaterializeResult(asset_key="alerts", metadata={
             "alerts": count,
             "build": build.mode,
             "alerts_recomputed": build.alerts_written,
@@ -142,13 +145,31 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
             "preview": preview_table(rows, ["msg_class", "huntress_id", "severity", "status", "subject", "hostname",
                                              "updated_at"]),
         })
+        yield ocsf_result(store, ALERTS_OCSF_TABLE)
 
     return [*raw, parsed_syslog, *(inventory_asset(i, banner) for i in INVENTORIES), alerts]
 
 
+OCSF_CLASSES = {"ocsf_device_inventory_info": "Device Inventory Info (class 5001)",
+                "ocsf_user_inventory_info": "User Inventory Info (class 5003)"}
+
+
+def ocsf_spec(table: str, source: str, ocsf_class: str, banner: str) -> dg.AssetSpec:
+    """An OCSF table, written with its source table (same step), so lineage shows what a SIEM reads."""
+    return dg.AssetSpec(table, group_name=GROUP, deps=[source], kinds={"python", "parquet"},
+                        tags={"huntress/layer": "ocsf"},
+                        description=banner + f"`{source}` as OCSF 1.5.0 {ocsf_class} events, one per row, "
+                                    f"written by the same step as `{source}`.")
+
+
+def ocsf_result(store: Lake, table: str) -> dg.MaterializeResult:
+    rows = sum(store.num_rows(path) for path in store.files(table))
+    return dg.MaterializeResult(asset_key=table, metadata=table_metadata(store, table, rows))
+
+
 # What each inventory's run metadata previews and counts.
 INVENTORY_PREVIEWS = {
-    "assets": ("hostname, platform, os, ipv4_address, last_callback_at, is_stale", "last_callback_at", "is_stale"),
+    "agent_inventory": ("hostname, platform, os, ipv4_address, last_callback_at, is_stale", "last_callback_at", "is_stale"),
     "organizations": ("organization_id, name, key, agents_count, incident_reports_count", "name", None),
     "identities": ("username, organization_name, mfa_enabled, risk_level, mfa_changed_at", "updated_at",
                    "NOT coalesce(mfa_enabled, false)"),
@@ -163,10 +184,15 @@ def inventory_asset(inventory: Inventory, banner: str) -> dg.AssetsDefinition:
         deps.append(ORGANIZATIONS_INVENTORY.table)
     columns, order, flag = INVENTORY_PREVIEWS[inventory.table]
 
-    @dg.asset(name=inventory.table, group_name=GROUP, deps=deps, kinds={"python", "parquet", "duckdb"},
-              tags={"huntress/layer": "refined"}, description=banner + inventory.description)
+    ocsf_table = OCSF_TABLES.get(inventory.table)
+    specs = [dg.AssetSpec(inventory.table, group_name=GROUP, deps=deps, kinds={"python", "parquet", "duckdb"},
+                          tags={"huntress/layer": "refined"}, description=banner + inventory.description)]
+    if ocsf_table:
+        specs.append(ocsf_spec(ocsf_table, inventory.table, OCSF_CLASSES[ocsf_table], banner))
+
+    @dg.multi_asset(specs=specs, name=inventory.table)
     def inventory_table(context: dg.AssetExecutionContext, huntress: HuntressResource,
-                        lake: HuntressLakeResource) -> dg.MaterializeResult:
+                        lake: HuntressLakeResource) -> Iterator[dg.MaterializeResult]:
         store = lake.get_lake()
         count = build_inventory(store, inventory, parse_contexts(huntress, lake, store, context.log.warning))
         store.refresh_catalog()
@@ -176,11 +202,13 @@ def inventory_asset(inventory: Inventory, banner: str) -> dg.AssetsDefinition:
                              + (f", count(*) FILTER (WHERE {flag}) AS flagged" if flag else "")
                              + f" FROM {table}", 1)[0] if count else {}
         context.log.info(f"{table}: {count} rows, {gone.get('gone', 0)} gone from the latest snapshot")
-        return dg.MaterializeResult(metadata={
+        yield dg.MaterializeResult(asset_key=table, metadata={
             "rows": count, "gone_from_latest_snapshot": gone.get("gone", 0),
             **({f"flagged ({flag})": gone.get("flagged", 0)} if flag else {}),
             **table_metadata(store, table, count),
             "preview": preview_table(rows, [c.strip() for c in columns.split(",")]),
         })
+        if ocsf_table:
+            yield ocsf_result(store, ocsf_table)
 
     return inventory_table

@@ -23,7 +23,8 @@ from .health import Evaluation, runs_recorded, write_health
 from .inbox import INBOX_TAG, Inbox
 from .lake import process_alive
 from .errors import HuntressError
-from .inventory import INVENTORIES
+from .alerts import OCSF_TABLE as ALERTS_OCSF_TABLE
+from .inventory import INVENTORIES, OCSF_TABLES
 from .account_runs import accounts_for
 from .raw_partitions import catch_up_start
 from .resources import HuntressLakeResource, HuntressResource
@@ -32,7 +33,7 @@ from .streams import ALERT_STREAMS, SNAPSHOT_STREAMS, STREAMS, WALK_STREAMS, Str
 COLLECT_JOB = "huntress_collect_job"
 INVENTORY_JOB = "huntress_inventory_job"
 ALL_JOB = "huntress_all_job"
-DOWNSTREAM = ["parsed_syslog", "alerts"]
+DOWNSTREAM = ["parsed_syslog", "alerts", ALERTS_OCSF_TABLE]  # alerts and its OCSF form: one step
 CONNECTION_TEST_JOB = "huntress_connection_test"
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -54,7 +55,8 @@ def build_jobs() -> list:
                     "per stream), parse them, refresh alerts.")
     inventory = dg.define_asset_job(
         INVENTORY_JOB, selection=[*(s.raw_table for s in SNAPSHOT_STREAMS), "parsed_syslog",
-                                  *(i.table for i in INVENTORIES), "alerts"],
+                                  *(i.table for i in INVENTORIES), *OCSF_TABLES.values(), "alerts",
+                                  ALERTS_OCSF_TABLE],
         executor_def=dg.in_process_executor,
         description="Snapshot " + ", ".join(s.label for s in SNAPSHOT_STREAMS) + ", parse them into today's "
                     "syslog partition, refresh the inventories and the host and organization context of alerts. "
@@ -122,7 +124,8 @@ def inventory_schedule(settings, stream, default_status: dg.DefaultScheduleStatu
     """The inventory job for one snapshot stream: its snapshot, today's parsed partition, its inventory (and
     those that take organization names from it), and alerts."""
     inventories = [i.table for i in INVENTORIES if i.stream is stream or stream.name == "organizations"]
-    selection = [stream.raw_table, "parsed_syslog", *inventories, "alerts"]
+    ocsf = [OCSF_TABLES[table] for table in inventories if table in OCSF_TABLES]  # written with their tables
+    selection = [stream.raw_table, "parsed_syslog", *inventories, *ocsf, "alerts", ALERTS_OCSF_TABLE]
 
     @dg.schedule(name=f"huntress_{stream.name}_schedule", job_name=INVENTORY_JOB,
                  cron_schedule=settings.cron_for(stream), execution_timezone="UTC", default_status=default_status,

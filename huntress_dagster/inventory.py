@@ -1,7 +1,7 @@
 """Inventories built from snapshot streams (plain Python: no Dagster): one row per object of a snapshot stream
 with its current state, first/last seen across snapshots and whether the latest snapshot still has it (an
 object gone from the account stays, marked), plus columns dated from the snapshots' history (when MFA or
-risk last changed). `assets` (agents, with staleness) also gets its OCSF Device Inventory Info form.
+risk last changed). `agent_inventory` (agents, with staleness) also gets its OCSF Device Inventory Info form.
 
 An inventory is a declaration (`Inventory`): its stream, its key, and the columns it selects from the
 object's parsed row (`p`, the parsing layer's normalization of the latest snapshot of it) and from its
@@ -52,7 +52,7 @@ ORGANIZATIONS_INVENTORY = Inventory(
         p.huntress.identity_provider_tenant_id AS identity_provider_tenant_id,
         p.huntress.created_at AS created_at, p.huntress.updated_at AS updated_at, {SEEN_COLUMNS}""",
     description="One row per organization (the customers of an account): name, key, the counts the API gives, "
-                "first/last seen; alerts, assets and the other inventories take their organization_name from it.")
+                "first/last seen; alerts, agent_inventory and the other inventories take their organization_name from it.")
 
 IDENTITIES_INVENTORY = Inventory(
     table="identities", stream=IDENTITIES,
@@ -85,7 +85,7 @@ EXTERNAL_PORTS_INVENTORY = Inventory(
                 "belongs to, first/last seen, in_latest_snapshot (a closed port stays, marked).")
 
 ASSETS_INVENTORY = Inventory(
-    table="assets", stream=AGENTS,
+    table="agent_inventory", stream=AGENTS,
     columns_sql=f"""s.tenantid, p.tenant_name, s.id AS agent_id,
            p.huntress.organization_id AS organization_id, o.name AS organization_name,
            p.huntress.account_id AS account_id,
@@ -233,8 +233,10 @@ def _events(convert: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[pa
 
 # An inventory's OCSF form: its file, Arrow schema and row -> event function. External ports have none: OCSF
 # 1.5.0 has no port attribute on devices or interfaces (1.6.0 adds network_interfaces[].open_ports).
+# The OCSF table (its view and asset name) each inventory with an OCSF form is written beside.
+OCSF_TABLES = {"agent_inventory": "ocsf_device_inventory_info", "identities": "ocsf_user_inventory_info"}
 OCSF_FORMS = {
-    "assets": (layout.DEVICE_INVENTORY_FILE, ocsf.DEVICE_INVENTORY_INFO_SCHEMA, ocsf.device_inventory_info),
+    "agent_inventory": (layout.DEVICE_INVENTORY_FILE, ocsf.DEVICE_INVENTORY_INFO_SCHEMA, ocsf.device_inventory_info),
     "identities": (layout.USER_INVENTORY_FILE, ocsf_inventory.USER_INVENTORY_INFO_SCHEMA,
                    ocsf_inventory.user_inventory_info),
 }

@@ -6,7 +6,7 @@
 
 Every raw and parsed file belongs to one Huntress account (its id), so accounts never mix.
     alerts/part-NN.parquet, ocsf/detection_finding/part-NN.parquet   16 parts by Huntress id
-    assets/data.parquet, ocsf/device_inventory_info/data.parquet
+    agent_inventory/data.parquet, ocsf/device_inventory_info/data.parquet
     _quarantine/stream=<stream>/<ts>-<id>.parquet         poison records, verbatim, with the reason
     _state/, _staging/, _locks/, _tmp/                    working state (never read by the catalog)
     huntress.duckdb                                       views over all of the above
@@ -36,7 +36,7 @@ def accounts_state(connection: str) -> str:
 
 ALERTS_STATE = "alerts/_built_from.json"
 CATALOG_STATE = f"{STATE_DIR}/catalog_views.sha256"  # the view statements huntress.duckdb was last given
-ASSETS_FILE = "assets/data.parquet"  # the agents' inventory (see inventory_file)
+AGENT_INVENTORY_FILE = "agent_inventory/data.parquet"  # the agents' inventory (see inventory_file)
 DEVICE_INVENTORY_FILE = "ocsf/device_inventory_info/data.parquet"
 USER_INVENTORY_FILE = "ocsf/user_inventory_info/data.parquet"
 
@@ -89,7 +89,7 @@ LEGACY_DAY_DIRS = [*(f"{stream.raw_table}/day=*" for stream in STREAMS), "parsed
 
 
 def inventory_file(table: str) -> str:
-    """An inventory table built from a snapshot stream (assets, organizations, identities, external_ports)."""
+    """An inventory table built from a snapshot stream (agent_inventory, organizations, identities, external_ports)."""
     return f"{table}/data.parquet"
 
 
@@ -141,7 +141,7 @@ TABLE_GLOBS: dict[str, str] = {
     **{stream.raw_table: raw_glob(stream) for stream in STREAMS},
     "parsed_syslog": parsed_glob(),
     "alerts": "alerts/part-*.parquet",
-    "assets": ASSETS_FILE,
+    "agent_inventory": AGENT_INVENTORY_FILE,
     "organizations": inventory_file("organizations"),
     "identities": inventory_file("identities"),
     "external_ports": inventory_file("external_ports"),

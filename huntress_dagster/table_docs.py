@@ -2,7 +2,7 @@
 
 `column_description(table, column)` gives a column's one-line description: the table's own entry in
 `TABLE_COLUMN_DOCS` first (a name whose meaning depends on the table: `id` in a raw table, `huntress` in
-parsed_syslog vs assets, `status` in connector_health vs alerts, the OCSF columns), else the shared entry in
+parsed_syslog vs agent_inventory, `status` in connector_health vs alerts, the OCSF columns), else the shared entry in
 `COLUMN_DOCS` (names that mean the same wherever they appear), else "". `TABLE_DOCS` says what each table is.
 The Dagster layer turns these into `dagster/column_schema` metadata; `undocumented()` finds the gaps
 (tests/test_table_docs.py checks that every column of every table has a description and none is stale).
@@ -159,7 +159,7 @@ TABLE_COLUMN_DOCS: dict[str, dict[str, str]] = {
                            "affects)",
         "type": "Escalation type (null for incident reports)",
         "subtype": "Escalation subtype (null for incident reports)",
-        "agent_id": "Huntress agent (endpoint) the incident report is about; joins assets.agent_id",
+        "agent_id": "Huntress agent (endpoint) the incident report is about; joins agent_inventory.agent_id",
         "severity": "Huntress severity label (low, high, critical)",
         "status": "Huntress status label (incidents: sent, auto_remediating, closed, dismissed, ...; "
                   "escalations: open, sent, overdue, resolved)",
@@ -177,17 +177,17 @@ TABLE_COLUMN_DOCS: dict[str, dict[str, str]] = {
         "first_collected_at": "Earliest collection time among the alert's stored versions (about when the lake "
                               "first saw it)",
         "last_collected_at": "When the version this row shows was collected",
-        "hostname": "Host name of the alert's agent, from assets (current inventory)",
-        "host_os": "Operating system of the alert's agent, from assets",
-        "host_ipv4": "Internal IPv4 address of the alert's agent, from assets",
-        "host_external_ip": "External (public) IP of the alert's agent, from assets",
-        "host_mac_addresses": "MAC addresses of the alert's agent, from assets",
-        "host_domain_name": "Windows domain of the alert's agent, from assets",
+        "hostname": "Host name of the alert's agent, from agent_inventory (current inventory)",
+        "host_os": "Operating system of the alert's agent, from agent_inventory",
+        "host_ipv4": "Internal IPv4 address of the alert's agent, from agent_inventory",
+        "host_external_ip": "External (public) IP of the alert's agent, from agent_inventory",
+        "host_mac_addresses": "MAC addresses of the alert's agent, from agent_inventory",
+        "host_domain_name": "Windows domain of the alert's agent, from agent_inventory",
         "huntress": "The latest version's normalized Huntress fields (STRUCT as in parsed_syslog: remediations, "
                     "indicator_counts, ...)",
         "day": "UTC day of the latest version's updated_at (its parsed_syslog partition)",
     },
-    "assets": {
+    "agent_inventory": {
         "agent_id": "Huntress id of the agent (one row each)",
         "organization_name": "Organization name from the organizations inventory (null before its first snapshot)",
         "hostname": "Host name the agent reports",
@@ -210,7 +210,7 @@ TABLE_COLUMN_DOCS: dict[str, dict[str, str]] = {
         "tamper_protection_actual": "Whether Defender tamper protection is actually on at the host",
         "tags": "Huntress tags of the agent",
         "last_callback_at": "When the agent last checked in with Huntress",
-        "days_since_callback": "Days from last_callback_at to when assets was built (day boundaries; null without "
+        "days_since_callback": "Days from last_callback_at to when agent_inventory was built (day boundaries; null without "
                                "a callback)",
         "is_stale": "True when no callback in over 30 days (or ever), or the agent is gone from the latest "
                     "snapshot",
@@ -323,14 +323,14 @@ TABLE_DOCS: dict[str, str] = {
                      "shape), with parsed entities.",
     "alerts": "The triage queue: the latest version of each incident report and escalation, per organization, "
               "with host context.",
-    "assets": "One row per agent: current state, organization name, first/last seen across snapshots, "
+    "agent_inventory": "One row per agent: current state, organization name, first/last seen across snapshots, "
               "staleness.",
     "organizations": "One row per organization: name, key, the counts the API gives, first/last seen.",
     "identities": "One row per ITDR identity: MFA, risk, enabled, first/last seen, when MFA and risk last "
                   "changed.",
     "external_ports": "One row per exposure (ip, port, protocol): service, risk, organizations, first/last seen.",
     "ocsf_detection_finding": "alerts as OCSF 1.5.0 Detection Findings (class 2004).",
-    "ocsf_device_inventory_info": "assets as OCSF 1.5.0 Device Inventory Info events (class 5001).",
+    "ocsf_device_inventory_info": "agent_inventory as OCSF 1.5.0 Device Inventory Info events (class 5001).",
     "ocsf_user_inventory_info": "identities as OCSF 1.5.0 User Inventory Info events (class 5003).",
     "connector_health": "One row per connection, account and stream each time a run collects it (or fails); "
                         "history.",

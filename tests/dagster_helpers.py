@@ -14,13 +14,15 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from huntress_dagster.alerts import OCSF_TABLE as ALERTS_OCSF_TABLE
 from huntress_dagster.automation import INVENTORY_JOB, COLLECT_JOB, range_tags
 from huntress_dagster.definitions import build_definitions
 from huntress_dagster.lake import Lake
 from huntress_dagster.resources import HuntressLakeResource, HuntressResource
 from huntress_dagster.settings import Settings
 from huntress_dagster.simulator import DEMO_API_KEY, DEMO_API_SECRET, SimulatorServer
-from huntress_dagster.streams import Stream
+from huntress_dagster.inventory import INVENTORIES, OCSF_TABLES
+from huntress_dagster.streams import STREAMS, Stream
 
 HISTORY_DAYS = 12  # the test worlds span 10 days; partitions start a little earlier
 
@@ -67,6 +69,10 @@ class Pipeline:
         with self.lake.connect() as con:
             self.lake.register_views(con)
             return con.execute(sql).fetchall()
+
+# Every asset of the project: a raw table per stream, parsed_syslog, the inventories, alerts, and the OCSF forms.
+ALL_ASSET_KEYS = {*(s.raw_table for s in STREAMS), "parsed_syslog", "alerts", ALERTS_OCSF_TABLE,
+                  *(i.table for i in INVENTORIES), *OCSF_TABLES.values()}
 
 
 def make_pipeline(server: SimulatorServer, tmp_path: Path, lake_dir: str | Path | None = None,

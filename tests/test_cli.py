@@ -29,10 +29,10 @@ def test_headless_demo_materializes_everything_and_summarizes(tmp_path):
                           "--agents", "40", "--incidents", "150", "--days", "5"],
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "alerts" in out.stdout and "assets" in out.stdout and "parsed_syslog" in out.stdout
+    assert "alerts" in out.stdout and "agent_inventory" in out.stdout and "parsed_syslog" in out.stdout
     summary = {line.split()[0]: line.split()[1] for line in out.stdout.splitlines()
                if line.startswith("  ") and line.split()[-1] == "rows"}
-    assert summary["assets"] == "40"
+    assert summary["agent_inventory"] == "40"
     by_class = next(line for line in out.stdout.splitlines() if "alerts by class/status" in line)
     incident_alerts = sum(int(part.split("=")[1]) for part in by_class.split(": ", 1)[1].split(", ")
                           if part.startswith("incident_report/"))
@@ -75,7 +75,7 @@ def test_run_command_materializes_every_stream_on_the_instance_and_fails_loudly(
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     assert "SUCCESS" in out.stdout
     for table in ("raw_incidents", "raw_signals", "raw_escalations", "raw_platform_actions", "raw_agents",
-                  "parsed_syslog", "alerts", "assets"):
+                  "parsed_syslog", "alerts", "agent_inventory"):
         assert f"materialized {table}" in out.stdout or f"  {table} " in out.stdout, table
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:  # the run shows in the UI
         runs = instance.get_runs()

@@ -15,15 +15,14 @@ import yaml
 from dagster.components.testing import create_defs_folder_sandbox
 
 from huntress_dagster.components import HuntressConnectorComponent
-from huntress_dagster.inventory import INVENTORIES
 from huntress_dagster.simulator import DEMO_API_KEY, DEMO_API_SECRET
-from huntress_dagster.streams import STREAMS
+
+from .dagster_helpers import ALL_ASSET_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 DG = VENV_BIN / "dg"
 COMPONENT_TYPE = "huntress_dagster.HuntressConnectorComponent"
-ALL_ASSET_KEYS = {*(s.raw_table for s in STREAMS), "parsed_syslog", "alerts", *(i.table for i in INVENTORIES)}
 
 # What `create-dagster project` would write, minus what needs the network (uv, a project .venv): dg runs the
 # project in the environment it is started from, where huntress_dagster is installed.

@@ -126,7 +126,7 @@ def test_a_reseller_key_collects_every_customer_account_apart_and_a_new_one_from
     for customer in customers:
         want |= expected(customer["id"], customer["subdomain"], own=False)
     assert collected() == want  # every account's alerts, with its own account_id and tenant (its subdomain)
-    agents = dict(pipeline.query("SELECT account_id, count(*) FROM assets GROUP BY 1"))
+    agents = dict(pipeline.query("SELECT account_id, count(*) FROM agent_inventory GROUP BY 1"))
     assert set(agents) == {own_id, *(c["id"] for c in customers)}
 
     added = admin(server, "accounts/add", {"name": "Initech Dental"})["account"]

@@ -15,10 +15,8 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from huntress_dagster.demo import read_state, stop_demo_simulator
-from huntress_dagster.inventory import INVENTORIES
-from huntress_dagster.streams import STREAMS
 
-from .dagster_helpers import cli_env, start_dagster_dev, start_day, table_snapshot, today
+from .dagster_helpers import ALL_ASSET_KEYS, cli_env, start_dagster_dev, start_day, table_snapshot, today
 from .object_store import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,7 +78,7 @@ def test_dagster_dev_in_demo_mode_shows_every_asset_and_materializes_everything(
     location = entries[0]["locationOrLoadError"]
     assert location["__typename"] == "RepositoryLocation", location
     nodes = {"/".join(n["assetKey"]["path"]): n for n in location["repositories"][0]["assetNodes"]}
-    assert set(nodes) == {*(s.raw_table for s in STREAMS), "parsed_syslog", "alerts", *(i.table for i in INVENTORIES)}
+    assert set(nodes) == ALL_ASSET_KEYS
     assert all("DEMO MODE" in n["description"] for n in nodes.values())  # said loudly in the UI
 
     state = read_state(Path(env["DAGSTER_HOME"]) / ".huntress_demo")

@@ -74,6 +74,6 @@ def test_inventories_follow_adds_removals_flips_and_renames(make_simulator, tmp_
 
     new_name = next(r["name"] for r in truth_records(server, ORGANIZATIONS) if r["id"] == renamed)
     assert pipeline.query(f"SELECT name FROM organizations WHERE organization_id = {renamed}") == [(new_name,)]
-    for table in ("alerts", "assets", "identities"):  # the new name everywhere, nothing else recollected
+    for table in ("alerts", "agent_inventory", "identities"):  # the new name everywhere, nothing else recollected
         names = pipeline.query(f"SELECT DISTINCT organization_name FROM {table} WHERE organization_id = {renamed}")
         assert names == [(new_name,)], table

@@ -109,7 +109,7 @@ def test_two_keys_from_yaml_collect_every_account_apart_and_a_revoked_key_fails_
         want |= expected_alerts(server, account_id, tenant, escalations=False)
     rows = query(lake, "SELECT tenantid, msg_class, huntress_id, organization_id, account_id FROM alerts")
     assert len(rows) == len(set(rows)) and set(rows) == want
-    agents = set(query(lake, "SELECT tenantid, account_id, agent_id FROM assets"))
+    agents = set(query(lake, "SELECT tenantid, account_id, agent_id FROM agent_inventory"))
     want_agents = {("msp", own_id, a["id"]) for a in admin(server, "truth/agents")["agents"]}
     want_agents |= {(direct["subdomain"], direct["id"], a["id"])
                     for a in admin(server, f"truth/agents?account_id={direct['id']}")["agents"]}

@@ -21,7 +21,7 @@ COMPARED = {
     "parsed_syslog": "msg_class, huntress.id, huntress.updated_at, tenantid",
     "alerts": "tenantid, msg_class, huntress_id, organization_id, account_id, updated_at, organization_name, "
               "hostname",
-    "assets": "tenantid, account_id, agent_id, hostname, organization_name",
+    "agent_inventory": "tenantid, account_id, agent_id, hostname, organization_name",
     "organizations": "tenantid, organization_id, name",
 }
 

@@ -81,7 +81,7 @@ def test_full_materialization_then_sensor_run_makes_alerts_equal_the_truth(simul
     assert run.run_key.startswith(f"default|{pipeline.account}/incident_reports:") and "/escalations:" in run.run_key
     assert run.tags["huntress/connection"] == "default" and run.tags["huntress/account"] == pipeline.account
     assert {k.to_user_string() for k in run.asset_selection} == {"raw_incidents", "raw_escalations",
-                                                                 "parsed_syslog", "alerts"}
+                                                                 "parsed_syslog", "alerts", "ocsf_detection_finding"}
 
     job = pipeline.defs.resolve_job_def(COLLECT_JOB)
     assert job.execute_in_process(tags=run.tags, instance=pipeline.instance,
@@ -137,7 +137,7 @@ def test_incremental_alerts_equal_a_full_rebuild(simulator, tmp_path):
     assert lake_alerts(pipeline) == truth_alerts(simulator)
     # A host renamed (as a new assets file would say): its alerts, and only they, take the new name.
     [(agent_id, n)] = pipeline.query("SELECT agent_id, count(*) FROM alerts WHERE agent_id IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1")
-    assets_file = pipeline.lake_dir / "assets" / "data.parquet"
+    assets_file = pipeline.lake_dir / "agent_inventory" / "data.parquet"
     with duckdb.connect() as con:
         con.execute(f"COPY (SELECT * REPLACE (CASE WHEN agent_id = {agent_id} THEN 'RENAMED-HOST' ELSE hostname END "
                     f"AS hostname) FROM '{assets_file}') TO '{assets_file}.new' (FORMAT parquet)")
@@ -192,7 +192,7 @@ def test_alerts_carry_host_context_links_and_ocsf_ids(simulator, tmp_path):
     assert pipeline.run_agents().success and pipeline.run_incidents().success
     rows = pipeline.query("""
         SELECT a.hostname, s.hostname, a.severity, a.severity_id, a.incident_report_url
-        FROM alerts a JOIN assets s ON s.agent_id = a.agent_id""")
+        FROM alerts a JOIN agent_inventory s ON s.agent_id = a.agent_id""")
     assert rows and all(row[0] == row[1] for row in rows)
     assert {(r[2], r[3]) for r in rows} <= {("low", 2), ("high", 4), ("critical", 5)}
     assert all(r[4].startswith("https://acme-mssp.huntress.io/org/") for r in rows if r[4])
@@ -262,7 +262,7 @@ def test_checks_pass_and_catalog_answers_the_reference_queries(simulator, tmp_pa
         assert con.execute("select count(*) from alerts where huntress.organization_id is not distinct from "
                            "organization_id or list_contains(huntress.organization_ids, organization_id)"
                            ).fetchone()[0] == sum(by_severity.values())
-        assert con.execute("select count(*) from assets").fetchone()[0] == len(simulator.world.agents)
+        assert con.execute("select count(*) from agent_inventory").fetchone()[0] == len(simulator.world.agents)
         # OCSF: one Detection Finding per alert, one Device Inventory Info per agent
         assert con.execute("select count(*) from ocsf_detection_finding where class_uid = 2004 and "
                            "type_uid = 200400 + activity_id and metadata.version = '1.5.0'").fetchone()[0] == \
@@ -390,7 +390,7 @@ def test_schedules_request_the_right_partitions(simulator, tmp_path):
         assert organizations.cron_schedule == "5 * * * *"  # hourly: renames show within the hour
         [request] = organizations.evaluate_tick(ctx).run_requests
         assert {k.to_user_string() for k in request.asset_selection} >= {
-            "raw_organizations", "organizations", "assets", "identities", "external_ports", "alerts"}
+            "raw_organizations", "organizations", "agent_inventory", "identities", "external_ports", "alerts"}
 
 
 def test_a_day_an_outage_left_incomplete_is_flagged_and_read_again_by_the_next_scheduled_run(simulator, tmp_path):

@@ -58,7 +58,7 @@ def count(lake_dir: Path, table: str) -> int:
 
 def test_a_query_answers_from_the_lake_and_writes_nothing(lake_dir):
     before = files_of(lake_dir)
-    out = sql_cli(lake_dir, "select 'alerts=' || count(*) as n from alerts; describe assets")
+    out = sql_cli(lake_dir, "select 'alerts=' || count(*) as n from alerts; describe agent_inventory")
     assert out.returncode == 0, out.stderr
     assert f"alerts={count(lake_dir, 'alerts')}" in out.stdout
     assert "column_name" in out.stdout  # the second statement's result too
@@ -91,7 +91,7 @@ def test_a_statement_that_is_not_a_read_is_refused_and_writes_nothing(lake_dir, 
 
 def test_the_prompt_answers_queries_and_goes_on_after_a_refused_one(lake_dir, tmp_path):
     out = tmp_path / "alerts.csv"
-    stdin = (f"select count(*) as assets_n from assets;\ncopy alerts to '{out}';\n"
+    stdin = (f"select count(*) as assets_n from agent_inventory;\ncopy alerts to '{out}';\n"
              "select severity,\n  count(*) as by_severity from alerts group by all;\n\n")
     ran = sql_cli(lake_dir, stdin=stdin)
     assert ran.returncode == 0, ran.stderr
@@ -104,12 +104,12 @@ def test_an_object_store_lake_is_read_and_stays_unwritten(s3_lake, tmp_path, cap
     from .object_store import object_names
 
     lake = Lake(s3_lake)
-    lake.write_table(lake.root / layout.ASSETS_FILE, pa.table({"hostname": ["a", "b", "c"]}))
+    lake.write_table(lake.root / layout.AGENT_INVENTORY_FILE, pa.table({"hostname": ["a", "b", "c"]}))
     before = object_names(s3_lake)
-    assert main(["sql", "--lake-dir", s3_lake, "select count(*) as hosts from assets"]) == 0
+    assert main(["sql", "--lake-dir", s3_lake, "select count(*) as hosts from agent_inventory"]) == 0
     assert "hosts" in capfd.readouterr().out
     # the lake's own prefix is the only place the connection reaches, and COPY is refused before that
-    assert main(["sql", "--lake-dir", s3_lake, f"copy assets to '{s3_lake}/copied.parquet'"]) == 1
+    assert main(["sql", "--lake-dir", s3_lake, f"copy agent_inventory to '{s3_lake}/copied.parquet'"]) == 1
     assert main(["sql", "--lake-dir", s3_lake, f"select * from read_parquet('{s3_lake}-other/x.parquet')"]) == 1
     assert "refused COPY" in capfd.readouterr().err
     assert object_names(s3_lake) == before
@@ -132,7 +132,7 @@ def test_the_catalog_is_written_in_the_1x_format_and_a_2_0_one_is_rebuilt(lake_d
         assert storage_version(con) == "v1.0.0+"
         views = {row[0] for row in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
         assert "alerts" in views and "stale" not in views  # rebuilt whole, not patched
-        assert con.execute("SELECT count(*) FROM assets").fetchone()[0] == count(copy, "assets")
+        assert con.execute("SELECT count(*) FROM agent_inventory").fetchone()[0] == count(copy, "agent_inventory")
     assert catalog.stat().st_mode & 0o777 == 0o600
     assert not list(copy.glob(".tmp-*")) and not list(copy.glob("*.wal"))
     assert Lake(copy).refresh_catalog() and storage_version(open_catalog(copy)) == "v1.0.0+"  # then in place
@@ -166,5 +166,5 @@ print(json.dumps({{"version": duckdb.__version__,
     assert answer["version"] == OLDEST_1X
     with open_catalog(lake_dir) as con:
         expected = {v: con.execute(f"SELECT count(*) FROM {v}").fetchone()[0] for v in answer["counts"]}
-    assert {"alerts", "assets", "parsed_syslog", "connector_status"} <= set(answer["counts"])
+    assert {"alerts", "agent_inventory", "parsed_syslog", "connector_status"} <= set(answer["counts"])
     assert answer["counts"] == expected

@@ -98,8 +98,8 @@ def test_the_derived_columns_are_the_lake_s():
     assert not {"body", "account", "alert_uid", "portal_url", "collected_at", "oid", "filename"} & set(
         TABLES["alerts"])
     assert len(TABLES["alerts"]) == len(set(TABLES["alerts"])) == 59
-    assert TABLES["assets"][:3] == ["tenantid", "tenant_name", "agent_id"] and TABLES["assets"][-1] == "huntress"
-    assert {"days_since_callback", "is_stale", "in_latest_snapshot"} <= set(TABLES["assets"])
+    assert TABLES["agent_inventory"][:3] == ["tenantid", "tenant_name", "agent_id"] and TABLES["agent_inventory"][-1] == "huntress"
+    assert {"days_since_callback", "is_stale", "in_latest_snapshot"} <= set(TABLES["agent_inventory"])
     assert TABLES["identities"][-2:] == ["mfa_changed_at", "risk_changed_at"]
     assert TABLES["external_ports"][:3] == ["tenantid", "ip_address", "port"]
     assert TABLES["organizations"][:4] == ["tenantid", "organization_id", "account_id", "name"]
@@ -134,7 +134,7 @@ def test_lookup_order_and_unknowns():
     assert table_docs.column_description("raw_incidents", "id").startswith("Huntress id of the incident report")
     assert table_docs.column_description("raw_agents", "id") == "Huntress id of the agent"
     assert (table_docs.column_description("parsed_syslog", "huntress")
-            != table_docs.column_description("assets", "huntress"))
+            != table_docs.column_description("agent_inventory", "huntress"))
     assert table_docs.column_description("connector_health", "status").startswith("ok; degraded")
     assert table_docs.column_description("alerts", "status").startswith("Huntress status label")
     # then shared
@@ -152,6 +152,6 @@ def test_undocumented():
     # the gaps, in the order given, once per mention; a generator works
     assert table_docs.undocumented("alerts", (c for c in ["zz", "alert_id", "aa", "zz"])) == ["zz", "aa", "zz"]
     # `name` is described for organizations only; `day` is shared
-    assert table_docs.undocumented("assets", ["name", "day"]) == ["name"]
+    assert table_docs.undocumented("agent_inventory", ["name", "day"]) == ["name"]
     assert table_docs.undocumented("organizations", ["name"]) == []
     assert table_docs.undocumented("no_such_table", ["tenantid", "alert_id"]) == ["alert_id"]

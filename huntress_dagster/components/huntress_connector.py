@@ -40,7 +40,7 @@ from .scaffolder import HuntressConnectorScaffolder
 @dg.scaffold_with(HuntressConnectorScaffolder)
 class HuntressConnectorComponent(dg.Component, dg.Model, dg.Resolvable):
     """Collects every Huntress stream (incident reports, signals, escalations, platform actions, agents) into a
-    DuckDB/Parquet lake: a raw asset per stream, parsed_syslog, assets and alerts, checks, schedules and a
+    DuckDB/Parquet lake: a raw asset per stream, parsed_syslog, agent_inventory and alerts, checks, schedules and a
     sensor."""
 
     lake_dir: str | None = None

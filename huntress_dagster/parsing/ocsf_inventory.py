@@ -1,4 +1,4 @@
-"""OCSF output of the inventory tables beyond `assets`: an `identities` row as a User Inventory Info event
+"""OCSF output of the inventory tables beyond `agent_inventory`: an `identities` row as a User Inventory Info event
 (5003), with its Arrow schema. Same conventions as `ocsf` (OCSF 1.5.0, plain dicts holding only non-null
 attributes, epoch-millisecond times, `ocsf.to_table` to write them).
 
