@@ -34,7 +34,7 @@ ASSET_STEPS = (  # not the asset checks
     "raw_escalations",
     "raw_platform_actions",
     "parsed_syslog",
-    "assets",
+    "agent_inventory",
     "alerts",
 )
 LARGE_BODY_SHARE = 0.0005  # 500 KiB .. 5 MiB bodies: 5 per 10k incidents
@@ -163,7 +163,7 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
                     "cpu_s": m["cpu_s"],
                     "sim_cpu_s": m["sim_cpu_s"],
                     "rows": f"{res.get('alerts', res.get('incident_reports', '?'))} / "
-                    f"{res.get('assets', res.get('agents', '?'))}",
+                    f"{res.get('agent_inventory', res.get('agents', '?'))}",
                 }
             )
             if m.get("reached"):

@@ -196,7 +196,7 @@ def ours(url: str, workdir: str, history_days: str) -> None:
     counts = dict(
         pipeline.query(
             "SELECT 'alerts', count(*) FROM alerts UNION ALL "
-            "SELECT 'assets', count(*) FROM assets UNION ALL "
+            "SELECT 'agent_inventory', count(*) FROM agent_inventory UNION ALL "
             "SELECT 'parsed_syslog', count(*) FROM parsed_syslog"
         )
     )
