@@ -127,6 +127,9 @@ def build_definitions(settings: Settings, huntress: HuntressResource | None = No
         sensors=[build_sensor(settings, sensor_status), build_run_health_sensor(dg.DefaultSensorStatus.RUNNING),
                  build_inbox_sensor(settings, dg.DefaultSensorStatus.RUNNING)],  # no API cost: on
         resources={"huntress": huntress, "lake": lake},
+        # Every job in process, the UI's "Materialize" (Dagster's implicit asset job) included: as for the
+        # project's jobs (automation.build_jobs), a process per step costs ~3 s each and buys nothing here.
+        executor=dg.in_process_executor,
         metadata={"huntress_mode": "demo (bundled simulator)" if settings.demo else "live",
                   # the configured names (the base method: the demo resource's would start a simulator)
                   "huntress_connections": ", ".join(c.name for c in HuntressResource.connection_list(huntress)),

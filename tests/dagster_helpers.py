@@ -104,7 +104,8 @@ def cli_env(server: SimulatorServer | None, tmp_path: Path, **extra: str) -> dic
     """Environment for `dagster` CLI subprocesses pointed at the test simulator and lake."""
     home = tmp_path / "dagster_home"
     home.mkdir(exist_ok=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # the project's instance settings (telemetry off, the run queue's 1 s dequeue, INFO logs), as a user has them
+    (home / "dagster.yaml").write_text((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUNTRESS_")}
     env.update(DAGSTER_HOME=str(home), HUNTRESS_LAKE_DIR=str(tmp_path / "lake"),
                HUNTRESS_START_DATE=start_day().isoformat(),
