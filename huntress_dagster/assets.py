@@ -163,7 +163,10 @@ def ocsf_spec(table: str, source: str, ocsf_class: str, banner: str) -> dg.Asset
 
 
 def ocsf_result(store: Lake, table: str) -> dg.MaterializeResult:
-    rows = sum(store.num_rows(path) for path in store.files(table))
+    try:
+        rows = sum(store.num_rows(path) for path in store.files(table))
+    except Exception:  # noqa: BLE001 - another run replaced a file as it was read: metadata only
+        rows = None
     return dg.MaterializeResult(asset_key=table, metadata=table_metadata(store, table, rows))
 
 
@@ -198,9 +201,9 @@ def inventory_asset(inventory: Inventory, banner: str) -> dg.AssetsDefinition:
         store.refresh_catalog()
         table = inventory.table
         rows = store.preview(f"SELECT {columns} FROM {table} ORDER BY {order} DESC NULLS LAST") if count else []
-        gone = store.preview("SELECT count(*) FILTER (WHERE NOT in_latest_snapshot) AS gone"
-                             + (f", count(*) FILTER (WHERE {flag}) AS flagged" if flag else "")
-                             + f" FROM {table}", 1)[0] if count else {}
+        gone = (store.preview("SELECT count(*) FILTER (WHERE NOT in_latest_snapshot) AS gone"
+                              + (f", count(*) FILTER (WHERE {flag}) AS flagged" if flag else "")
+                              + f" FROM {table}", 1) or [{}])[0] if count else {}
         context.log.info(f"{table}: {count} rows, {gone.get('gone', 0)} gone from the latest snapshot")
         yield dg.MaterializeResult(asset_key=table, metadata={
             "rows": count, "gone_from_latest_snapshot": gone.get("gone", 0),

@@ -424,10 +424,18 @@ class Lake:
         return names
 
     def preview(self, sql: str, limit: int = 5) -> list[dict]:
-        """A few rows of a query over the lake's views (for run metadata)."""
-        with self.connect() as con:
-            self.register_views(con, [t for t in layout.TABLE_GLOBS if re.search(rf"\b{t}\b", sql)])
-            return con.sql(f"SELECT * FROM ({sql}) LIMIT {limit}").to_arrow_table().to_pylist()
+        """A few rows of a query over the lake's views (for run metadata). Best effort: another run may replace
+        a file while it is read (an object store then refuses the read), and metadata must not fail the run
+        whose data is committed: one more try, then no rows and a warning."""
+        for attempt in (1, 2):
+            try:
+                with self.connect() as con:
+                    self.register_views(con, [t for t in layout.TABLE_GLOBS if re.search(rf"\b{t}\b", sql)])
+                    return con.sql(f"SELECT * FROM ({sql}) LIMIT {limit}").to_arrow_table().to_pylist()
+            except Exception as exc:  # noqa: BLE001 - metadata only, see above
+                if attempt == 2:
+                    log.warning("No preview for run metadata (%s)", str(exc).splitlines()[-1][:300])
+        return []
 
     def _catalog_stamp(self) -> str:
         """The catalog file as it is on disk (modified time and size): another writer or a replaced file shows."""

@@ -18,10 +18,13 @@ PREVIEW_CELL_CHARS = 120  # a long subject or JSON value is cut: the preview is 
 
 def column_schema(store: Lake, table: str) -> dg.TableSchema | None:
     """The table's columns as its view exposes them, each with its type and description; None without files."""
-    with store.connect() as con:
-        if table not in store.register_views(con, [table]):
-            return None
-        described = con.execute(f"DESCRIBE SELECT * FROM {table}").fetchall()
+    try:
+        with store.connect() as con:
+            if table not in store.register_views(con, [table]):
+                return None
+            described = con.execute(f"DESCRIBE SELECT * FROM {table}").fetchall()
+    except Exception:  # noqa: BLE001 - another run replaced a file as it was read: no schema this time
+        return None
     return dg.TableSchema(columns=[
         dg.TableColumn(name=name, type=str(column_type), description=column_description(table, name) or None)
         for name, column_type, *_ in described])

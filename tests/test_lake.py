@@ -82,3 +82,11 @@ def test_a_re_fetched_identical_version_keeps_its_row_and_a_different_one_replac
     # The re-walk serves 1 unchanged, 2 with another body for the same updated_at (a misbehaving API), 3 new.
     stored = commit({1: '{"id": 1}', 2: '{"id": 2, "x": 1}', 3: '{"id": 3}'}, second)
     assert stored == {1: ('{"id": 1}', first), 2: ('{"id": 2, "x": 1}', second), 3: ('{"id": 3}', second)}
+
+
+def test_a_preview_that_cannot_be_read_gives_no_rows_and_a_warning_not_a_failed_run(tmp_path, caplog):
+    # e.g. another run replaced an object-store file while it was read (s3fs: FileExpired)
+    lake = Lake(tmp_path / "lake")
+    with caplog.at_level("WARNING"):
+        assert lake.preview("SELECT * FROM read_parquet('gone.parquet')") == []
+    assert "No preview for run metadata" in caplog.text
