@@ -21,7 +21,7 @@ from .account_runs import HOST_TAG, PID_TAG
 from .connections import ACCOUNT_TAG, CONNECTION_TAG, Account, discover_accounts, tagged
 from .health import Evaluation, runs_recorded, write_health
 from .inbox import INBOX_TAG, Inbox
-from .lake import process_alive
+from .processes import process_alive
 from .errors import HuntressError
 from .alerts import OCSF_TABLE as ALERTS_OCSF_TABLE
 from .inventory import INVENTORIES, OCSF_TABLES

@@ -45,6 +45,7 @@ from filelock import FileLock, Timeout
 
 from . import layout
 from .errors import HuntressConfigError
+from .processes import process_alive
 
 if TYPE_CHECKING:
     from .raw_partitions import Snapshots, WalkedPartitions
@@ -101,14 +102,6 @@ def _is_local(path: Any) -> bool:
     return isinstance(path, Path)
 
 
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 class Lake:

@@ -31,7 +31,7 @@ from huntress_dagster.lake import Lake
 
 from .dagster_helpers import cli_env, start_dagster_dev
 from .object_store import free_port
-from .test_demo_mode import LOCATION_STATUS, graphql
+from .test_demo_mode import loaded_code_location
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (Python) is a dev dependency")
 expect = sync_api.expect
@@ -86,14 +86,7 @@ def dagster_ui(tmp_path):
     with open(log_path, "w") as log:
         proc = start_dagster_dev(env, REPO, log, port)
         try:
-            deadline = time.time() + 180
-            while True:  # the code location loaded (the UI would show a loading or an error state otherwise)
-                entries = graphql(port, LOCATION_STATUS)["workspaceOrError"]["locationEntries"]
-                if all(e["loadStatus"] == "LOADED" for e in entries) or time.time() > deadline:
-                    break
-                time.sleep(1)
-            location = entries[0]["locationOrLoadError"]
-            assert location["__typename"] == "RepositoryLocation", location
+            loaded_code_location(port, 180)
             yield port, tmp_path, env, log_path
         finally:
             os.killpg(proc.pid, signal.SIGTERM)

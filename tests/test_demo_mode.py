@@ -60,6 +60,19 @@ def dagster_dev(tmp_path):
         stop_demo_simulator(Path(env["DAGSTER_HOME"]) / ".huntress_demo")
 
 
+def loaded_code_location(port: int, timeout: float) -> dict:
+    """The webserver's code location once loaded (the UI shows a loading or an error state before)."""
+    deadline = time.time() + timeout
+    while True:
+        entries = graphql(port, LOCATION_STATUS)["workspaceOrError"]["locationEntries"]
+        if all(e["loadStatus"] == "LOADED" for e in entries) or time.time() > deadline:
+            break
+        time.sleep(1)
+    location = entries[0]["locationOrLoadError"]
+    assert location["__typename"] == "RepositoryLocation", location
+    return location
+
+
 def graphql(port: int, query: str) -> dict:
     response = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=60)
     response.raise_for_status()
@@ -69,14 +82,7 @@ def graphql(port: int, query: str) -> dict:
 @pytest.mark.slow
 def test_dagster_dev_in_demo_mode_shows_every_asset_and_materializes_everything(dagster_dev):
     port, tmp_path, env = dagster_dev
-    deadline = time.time() + 120
-    while True:
-        entries = graphql(port, LOCATION_STATUS)["workspaceOrError"]["locationEntries"]
-        if all(e["loadStatus"] == "LOADED" for e in entries) or time.time() > deadline:
-            break
-        time.sleep(1)
-    location = entries[0]["locationOrLoadError"]
-    assert location["__typename"] == "RepositoryLocation", location
+    location = loaded_code_location(port, 120)
     nodes = {"/".join(n["assetKey"]["path"]): n for n in location["repositories"][0]["assetNodes"]}
     assert set(nodes) == ALL_ASSET_KEYS
     assert all("DEMO MODE" in n["description"] for n in nodes.values())  # said loudly in the UI

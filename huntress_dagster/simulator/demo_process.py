@@ -21,26 +21,12 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from ..processes import process_alive
 from .durable_world import open_durable_world
 from .server import SimulatorConfig, SimulatorServer
 
 STATE_FILE = "simulator.json"
 WORLD_DIR = "world"
-
-
-def process_alive(pid: int) -> bool:
-    """Whether `pid` still runs (a zombie, exited but not yet reaped by its parent, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # no /proc (macOS): kill(0) is all there is
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def serve(state_dir: Path, port: int, tick_seconds: float, idle_exit: float, exit_with: int | None) -> int:
