@@ -126,11 +126,13 @@ def other_client(
 
 
 class RssSampler:
-    """Samples this process's RSS every `interval` seconds (to attribute the peak to a step)."""
+    """Samples this process's RSS and CPU time (its own and its reaped children's, e.g. parse workers)
+    every `interval` seconds, to attribute the peak and the CPU to a step."""
 
     def __init__(self, interval: float = 0.1):
         self.interval = interval
         self.samples: list[tuple[float, int]] = []
+        self.cpu_samples: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -139,7 +141,9 @@ class RssSampler:
         with open("/proc/self/statm") as statm:
             while not self._stop.wait(self.interval):
                 statm.seek(0)
-                self.samples.append((time.time(), int(statm.read().split()[1]) * page))
+                now = time.time()
+                self.samples.append((now, int(statm.read().split()[1]) * page))
+                self.cpu_samples.append((now, cpu_seconds_with_children()))
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
@@ -151,6 +155,21 @@ class RssSampler:
 
     def peak_between(self, start: float, end: float) -> int:
         return max((rss for t, rss in self.samples if start <= t <= end), default=0)
+
+    def cpu_between(self, start: float, end: float) -> float:
+        """CPU seconds spent between two instants (to the sampling interval)."""
+        inside = [cpu for t, cpu in self.cpu_samples if start <= t <= end]
+        before = [cpu for t, cpu in self.cpu_samples if t < start]
+        after = [cpu for t, cpu in self.cpu_samples if t > end]
+        first = before[-1] if before else (inside[0] if inside else 0.0)
+        last = after[0] if after else (inside[-1] if inside else first)
+        return last - first
+
+
+def cpu_seconds_with_children() -> float:
+    """User + system CPU of this process and of its reaped children (the parse step's workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def step_profile(instance, result, sampler: RssSampler) -> dict[str, dict[str, float]]:
@@ -168,6 +187,7 @@ def step_profile(instance, result, sampler: RssSampler) -> dict[str, dict[str, f
             steps[entry.step_key] = {
                 "seconds": round(entry.timestamp - start, 2),
                 "peak_rss_mib": round(sampler.peak_between(start, entry.timestamp) / 2**20),
+                "cpu_s": round(sampler.cpu_between(start, entry.timestamp), 2),
             }
     return steps
 

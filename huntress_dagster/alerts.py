@@ -216,7 +216,7 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
         organizations_changed = incremental and previous.get("organizations") != sources["organizations"]
         if incremental and not changed and not assets_changed and not organizations_changed:
             return AlertsBuild(rows=_alert_rows(lake), mode="unchanged")
-        with lake.connect() as con:
+        with lake.connect_private() as con:
             _register_alert_uid(con)
             # Streamed writes: no insertion order to keep (DuckDB would buffer rows for it)
             con.execute("SET preserve_insertion_order = false")
@@ -327,5 +327,5 @@ OCSF_ALERT_COLUMNS = [_ALERTS_RENAMED.get(c, c) for c in ocsf.DETECTION_FINDING_
 
 
 def _detection_findings(batch: pa.RecordBatch) -> list[dict[str, Any]]:
-    batch = batch.select(OCSF_ALERT_COLUMNS).rename_columns(list(ocsf.DETECTION_FINDING_INPUTS))
-    return [ocsf.detection_finding(row) for row in batch.to_pylist()]
+    batch = ocsf.narrow_huntress(batch, OCSF_ALERT_COLUMNS, ocsf.DETECTION_FINDING_HUNTRESS_FIELDS)
+    return [ocsf.detection_finding(row) for row in batch.rename_columns(list(ocsf.DETECTION_FINDING_INPUTS)).to_pylist()]

@@ -227,18 +227,24 @@ def write_ocsf(path: Path, batches: Iterator[pa.RecordBatch], schema: pa.Schema,
     return count
 
 
-def _events(convert: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[pa.RecordBatch], list[dict]]:
-    return lambda batch: [convert(row) for row in batch.to_pylist()]
+def _events(convert: Callable[[dict[str, Any]], dict[str, Any]],
+            huntress_fields: tuple[str, ...] | None) -> Callable[[pa.RecordBatch], list[dict]]:
+    """Batch -> events; with `huntress_fields`, only those of the row's `huntress` struct are read."""
+    if huntress_fields is None:
+        return lambda batch: [convert(row) for row in batch.to_pylist()]
+    return lambda batch: [convert(row) for row in ocsf.narrow_huntress(
+        batch, [n for n in batch.schema.names if n != "huntress"] + ["huntress"], huntress_fields).to_pylist()]
 
 
 # An inventory's OCSF form: its file, Arrow schema and row -> event function. External ports have none: OCSF
 # 1.5.0 has no port attribute on devices or interfaces (1.6.0 adds network_interfaces[].open_ports).
 # The OCSF table (its view and asset name) each inventory with an OCSF form is written beside.
 OCSF_TABLES = {"agent_inventory": "ocsf_device_inventory_info", "identities": "ocsf_user_inventory_info"}
-OCSF_FORMS = {
-    "agent_inventory": (layout.DEVICE_INVENTORY_FILE, ocsf.DEVICE_INVENTORY_INFO_SCHEMA, ocsf.device_inventory_info),
+OCSF_FORMS = {  # file, schema, row -> event, the columns and `huntress` fields the event reads (None: all)
+    "agent_inventory": (layout.DEVICE_INVENTORY_FILE, ocsf.DEVICE_INVENTORY_INFO_SCHEMA, ocsf.device_inventory_info,
+                        ["tenantid", "huntress"], ocsf.DEVICE_INVENTORY_HUNTRESS_FIELDS),
     "identities": (layout.USER_INVENTORY_FILE, ocsf_inventory.USER_INVENTORY_INFO_SCHEMA,
-                   ocsf_inventory.user_inventory_info),
+                   ocsf_inventory.user_inventory_info, None, None),
 }
 
 
@@ -248,9 +254,9 @@ def write_ocsf_form(lake: Lake, inventory: Inventory, batch_rows: int = 10_000) 
     source = inventory_path(lake, inventory)
     if not source.exists():
         return 0
-    file, schema, convert = OCSF_FORMS[inventory.table]
+    file, schema, convert, columns, huntress_fields = OCSF_FORMS[inventory.table]
     with lake.lock(file), lake.atomic_path(lake.root / file) as tmp:
         with lake.open_read(source) as handle:
-            batches = pq.ParquetFile(handle).iter_batches(batch_size=batch_rows)
-            return write_ocsf(tmp, batches, schema, _events(convert))
+            batches = pq.ParquetFile(handle).iter_batches(batch_size=batch_rows, columns=columns)
+            return write_ocsf(tmp, batches, schema, _events(convert, huntress_fields))
 

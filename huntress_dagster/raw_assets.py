@@ -161,7 +161,8 @@ def walk_account(context: dg.AssetExecutionContext, stream: Stream, config: Walk
                        organization_ids=organization_ids, known_complete=lambda i, u: known.get((i, u)),
                        collected_at=walk_started, stats=stats, on_poison=quarantine, path_prefix=account.path_prefix)
     with store.staging() as stage_dir:
-        staged = partitions.stage(log_progress(context, rows, stats, client, stream.raw_table), stage_dir)
+        staged = partitions.stage(log_progress(context, rows, stats, client, stream.raw_table), stage_dir,
+                                  complete_as_of=walk_started)
         # A day is complete as of this walk only if the walk proved everything it needed.
         floor = stats.proven_down_to
         proven = {d for d in days if needs[d] is None or (floor is not None and floor <= needs[d]

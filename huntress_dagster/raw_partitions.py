@@ -37,6 +37,7 @@ RAW_SCHEMA = pa.schema([
 ])
 SNAPSHOT_SCHEMA = pa.schema([f for f in RAW_SCHEMA if f.name != "remediations_json"])
 RAW_ROW_GROUP_ROWS = 2_048  # ~25 MB of raw incident JSON (~12 KB a record)
+MAX_OPEN_STAGING_FILES = 8  # day files a walk writes at once (each holds at most its open page buffers)
 # What makes two fetches of one (id, updated_at) the same version: everything but when it was collected.
 def _row_digest(row: str) -> str:
     return (f"md5(concat_ws(chr(0), coalesce({row}.tenantid, chr(1)), coalesce(CAST({row}.account_id AS VARCHAR), "
@@ -131,31 +132,60 @@ class WalkedPartitions:
                                "WHERE remediations_json IS NOT NULL").fetchall()
         return {(row[0], row[1]): row[2] for row in rows}
 
-    def stage(self, rows: Iterable[dict[str, Any]], stage_dir: Path, batch_rows: int = 2_000) -> dict[date, list[Path]]:
+    def stage(self, rows: Iterable[dict[str, Any]], stage_dir: Path, batch_rows: int = 2_000,
+              complete_as_of: datetime | None = None) -> dict[date, list[Path]]:
         """Spill walked rows into staging Parquet files per day in `stage_dir` (see `Lake.staging`), with
         bounded memory for any walk size.
 
         At most `batch_rows` rows are held in all, across days: a walk meets up to a month of days, and a
-        buffer per day would hold up to `batch_rows` rows of each (hundreds of MB of JSON)."""
+        buffer per day would hold up to `batch_rows` rows of each (hundreds of MB of JSON). A walk meets the
+        days in order (updated_at descending), so each day is usually one file, written as the day's raw
+        partition would be and with the footer marker it gets if the walk proves it (`complete_as_of`):
+        a day new to the lake is then published as staged, not read and written again (see `commit`)."""
         staged: dict[date, list[Path]] = {}
         buffers: dict[date, list[dict[str, Any]]] = {}
+        writers: dict[date, pq.ParquetWriter] = {}  # open day files, least recently written first
+        schema = RAW_SCHEMA.with_metadata(self._marker_metadata(complete_as_of))
         held = 0
 
         def flush(day: date) -> None:
-            path = stage_dir / f"{day.isoformat()}-{len(staged.get(day, []))}.parquet"
-            pq.write_table(pa.Table.from_pylist(buffers.pop(day), schema=RAW_SCHEMA), path)
-            staged.setdefault(day, []).append(path)
+            writer = writers.pop(day, None)
+            if writer is None:
+                if len(writers) >= MAX_OPEN_STAGING_FILES:  # a day met again later gets another file
+                    writers.pop(next(iter(writers))).close()
+                path = stage_dir / f"{day.isoformat()}-{len(staged.get(day, []))}.parquet"
+                writer = pq.ParquetWriter(path, schema, compression="zstd")
+                staged.setdefault(day, []).append(path)
+            writer.write_table(pa.Table.from_pylist(buffers.pop(day), schema=schema), row_group_size=batch_rows)
+            writers[day] = writer
 
-        for row in rows:
-            buffers.setdefault(row["updated_at"].date(), []).append(row)
-            held += 1
-            if held >= batch_rows:
-                for day in list(buffers):
-                    flush(day)
-                held = 0
-        for day in list(buffers):
-            flush(day)
+        try:
+            for row in rows:
+                buffers.setdefault(row["updated_at"].date(), []).append(row)
+                held += 1
+                if held >= batch_rows:
+                    for day in list(buffers):
+                        flush(day)
+                    held = 0
+            for day in list(buffers):
+                flush(day)
+        finally:
+            for writer in writers.values():
+                writer.close()
         return staged
+
+    def _publish_as_staged(self, final: Path, fresh: list[Path], marker: datetime | None) -> bool:
+        """Put a day's single staged file in place as its partition, if the day has none yet and the file is
+        what a merge would write: no repeated version, the marker the day gets. The walk's one write of it."""
+        if final.exists() or len(fresh) != 1 or self.has_repeated_versions(fresh):
+            return False
+        wanted = {k.encode(): v.encode() for k, v in self._marker_metadata(marker).items()}
+        footer = self.lake.file_metadata(fresh[0])
+        if {k: footer.get(k) for k in (COMPLETE_AS_OF, SCOPE)} != {k: wanted.get(k) for k in (COMPLETE_AS_OF, SCOPE)}:
+            return False
+        self.lake.mkdir(final.parent)
+        self.lake.publish(fresh[0], final)
+        return True
 
     def commit(self, days: Iterable[date], staged: dict[date, list[Path]], complete_as_of: datetime,
                proven_days: Iterable[date] | None = None) -> CommitStats:
@@ -187,7 +217,7 @@ class WalkedPartitions:
                 if not sources:
                     self.lake.write_table(final, RAW_SCHEMA.empty_table(),
                                           {k.encode(): v.encode() for k, v in self._marker_metadata(marker).items()})
-                else:
+                elif not self._publish_as_staged(final, fresh, marker):
                     self._merge_versions(sources, final, marker)
                 stats.days += 1
                 stats.rows_written += self.lake.num_rows(final)
@@ -221,7 +251,7 @@ class WalkedPartitions:
         The joins are on the key columns and a digest of the row, so the JSON text never sits in a window
         or hash table (a day of a million-incident account is hundreds of MB of it)."""
         fresh = [p for p in sources if p != final]
-        with self.lake.connect() as con, self.lake.atomic_path(final) as tmp:
+        with self.lake.connect_private() as con, self.lake.atomic_path(final) as tmp:
             if not fresh:  # nothing new: rewritten to move its complete_as_of marker or to drop repeats
                 query = self._one_row_per_version([final])
             else:

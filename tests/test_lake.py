@@ -19,9 +19,9 @@ def test_staging_holds_at_most_a_batch_across_days_and_keeps_every_row(tmp_path,
              "updated_at": base - timedelta(minutes=7 * i), "collected_at": base,
              "raw_json": json.dumps({"id": i}), "remediations_json": None} for i in range(5_000)]
     written = []  # rows per Parquet write
-    write_table = pq.write_table
-    monkeypatch.setattr(pq, "write_table", lambda table, path, **kw: (written.append(table.num_rows),
-                                                                      write_table(table, path, **kw)))
+    write_table = pq.ParquetWriter.write_table
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", lambda self, table, **kw: (written.append(table.num_rows),
+                                                                                   write_table(self, table, **kw)))
     most_held = 0
 
     def walk():  # the rows taken from the walk but not yet on disk, as each next row is taken
@@ -43,6 +43,44 @@ def test_staging_holds_at_most_a_batch_across_days_and_keeps_every_row(tmp_path,
             stored += table.column("id").to_pylist()
     assert sorted(stored) == list(range(5_000))
     assert most_held < 700  # across all days, not 700 per day
+    assert all(len(paths) == 1 for paths in staged.values())  # a walk in day order: one file per day
+
+
+def test_a_day_new_to_the_lake_is_published_as_staged_and_one_with_a_partition_is_merged(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    walked = lake.walked(INCIDENT_REPORTS, "1", scope="s1")
+    day = datetime(2026, 11, 20, tzinfo=UTC)
+    walk_started = day + timedelta(days=2)
+
+    def walk(ids: range, collected_at: datetime, proven: bool) -> list:
+        rows = [{"tenantid": "t", "account_id": 1, "organization_id": 2, "id": i, "updated_at": day + timedelta(
+            minutes=i), "collected_at": collected_at, "raw_json": json.dumps({"id": i}), "remediations_json": None}
+            for i in ids]
+        stage_dir = tmp_path / f"stage-{collected_at:%d%H}"
+        stage_dir.mkdir()
+        staged = walked.stage(rows, stage_dir, complete_as_of=collected_at)
+        inodes = [path.stat().st_ino for path in staged[day.date()]]
+        walked.commit([day.date()], staged, collected_at, proven_days={day.date()} if proven else set())
+        return inodes
+
+    inodes = walk(range(3), walk_started, proven=True)
+    final = walked.day_path(day.date())
+    assert final.stat().st_ino == inodes[0]  # the staged file itself: written once
+    assert walked.complete_as_of(day.date()) == walk_started
+    assert lake.file_metadata(final)[b"scope"] == b"s1"
+    later = walk_started + timedelta(hours=1)
+    inodes = walk(range(2, 5), later, proven=True)  # the day has a partition now: merged
+    assert final.stat().st_ino != inodes[0]
+    assert sorted(pq.read_table(final).column("id").to_pylist()) == [0, 1, 2, 3, 4]
+    assert walked.complete_as_of(day.date()) == later
+    other = lake.walked(INCIDENT_REPORTS, "2")  # a walk that proved nothing: its marker is not the staged one
+    stage_dir = tmp_path / "stage-unproven"
+    stage_dir.mkdir()
+    rows = [{"tenantid": "t", "account_id": 2, "organization_id": 2, "id": 9, "updated_at": day,
+             "collected_at": later, "raw_json": "{}", "remediations_json": None}]
+    other.commit([day.date()], other.stage(rows, stage_dir, complete_as_of=later), later, proven_days=set())
+    assert other.complete_as_of(day.date()) is None
+    assert pq.read_table(other.day_path(day.date())).num_rows == 1
 
 
 def test_a_single_account_lake_of_the_first_wave_is_moved_under_its_account(tmp_path):
