@@ -116,13 +116,53 @@ def run_size(incidents: int, agents: int, workdir: Path, timeout: float, peer: b
     return out
 
 
-def run(quick: bool, workdir: Path) -> dict[str, Any]:
-    """Returns the results and, under "largest_lake", the lake of the largest completed size (for queries)."""
-    sizes = (
-        [(2_000, 1_000), (8_000, 1_000)]
-        if quick
-        else [(10_000, 100_000), (100_000, 100_000), (1_000_000, 100_000)]
-    )
+# Named sizes (`run.py --sizes`): incidents + agents.
+SIZES = {"2k": (2_000, 1_000), "8k": (8_000, 1_000), "10k": (10_000, 100_000), "100k": (100_000, 100_000),
+         "1M": (1_000_000, 100_000)}
+QUICK_SIZES, FULL_SIZES = ["2k", "8k"], ["10k", "100k", "1M"]
+KEY_RATE = 500  # records/s one Huntress key delivers at most: 60 requests/min x 500 per page
+
+
+def size_name(incidents: int) -> str:
+    return next((name for name, (n, _) in SIZES.items() if n == incidents), str(incidents))
+
+
+def efficiency(r: dict[str, Any]) -> dict[str, Any]:
+    """Records per CPU-second end to end and per stage, keys at full rate per core, and peak RSS, of a size.
+
+    Records: every version the raw tables hold (incident reports, the few signals, escalations and
+    platform actions, and the agents); a stage's figure is those records over that stage's CPU (what it
+    alone would sustain). CPU: the pipeline process and its parse workers, not the simulator's."""
+    m = r["ours"]
+    res = m.get("result") or {}
+    records = res.get("raw_records") or (r["incidents"] + r["agents"])
+    out: dict[str, Any] = {"records": records, "ok": m["ok"], "cpu_s": m["cpu_s"], "wall_s": m["wall_s"],
+                           "peak_rss_mib": m["peak_rss_mib"],
+                           "peak_rss_with_workers_mib": mib(res.get("peak_tree_rss_bytes") or 0)}
+    if m["ok"]:
+        out["records_per_cpu_second"] = records / m["cpu_s"]
+        out["keys_at_full_rate_per_core"] = out["records_per_cpu_second"] / KEY_RATE
+        stages = {}
+        for job_steps in res.get("steps", {}).values():
+            for name, step in job_steps.items():
+                if name in ASSET_STEPS and step.get("cpu_s"):
+                    stages[name] = {"cpu_s": step["cpu_s"], "records_per_cpu_second": records / step["cpu_s"],
+                                    "share_of_cpu": step["cpu_s"] / m["cpu_s"],
+                                    "peak_rss_mib": step["peak_rss_mib"],
+                                    "peak_rss_with_workers_mib": step.get("peak_tree_rss_mib")}
+        out["stages"] = stages
+    dlt = r.get("dlt") or {}
+    if dlt.get("ok"):
+        out["dlt_records_per_cpu_second"] = (r["incidents"] + r["agents"]) / dlt["cpu_s"]
+        out["dlt_peak_rss_mib"] = dlt["peak_rss_mib"]
+    return out
+
+
+def run(quick: bool, workdir: Path, size_names: list[str] | None = None) -> dict[str, Any]:
+    """Returns the results, per size name the efficiency figures (`e2e.<size>.records_per_cpu_second`,
+    `e2e.<size>.peak_rss_mib`, ...) and, under "largest_lake", the lake of the largest completed size (for
+    queries)."""
+    sizes = [SIZES[name] for name in size_names or (QUICK_SIZES if quick else FULL_SIZES)]
     # dlt at 1M incidents would take well over an hour more on 2 cores (it scales linearly: see README);
     # the peer comparison stops at 100k.
     peer_max = 1_000_000 if quick else 100_000
@@ -258,8 +298,29 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
         targets.append(
             verdict(f"peak RSS ours/dlt at {last['incidents']:,}", last["rss_ours_over_dlt"], 1.0, False)
         )
+    by_size = {size_name(r["incidents"]): efficiency(r) for r in results}
+    print("  efficiency (records per CPU-second: every raw version over the pipeline's CPU, parse workers "
+          "included; keys = records/CPU-s / 500):")
+    for name, e in by_size.items():
+        if not e["ok"]:
+            print(f"    {name}: failed")
+            continue
+        stages = ", ".join(f"{stage} {f['cpu_s']:.1f} CPU-s ({f['records_per_cpu_second']:,.0f}/s)"
+                           for stage, f in e["stages"].items())
+        peer = (f"; dlt {e['dlt_records_per_cpu_second']:,.0f} records/CPU-s"
+                if "dlt_records_per_cpu_second" in e else "")
+        print(f"    {name}: {e['records']:,} records, {e['cpu_s']:.1f} CPU-s = {e['records_per_cpu_second']:,.0f} "
+              f"records/CPU-s = {e['keys_at_full_rate_per_core']:.2f} keys at full rate per core; peak RSS "
+              f"{e['peak_rss_mib']:.0f} MiB ({e['peak_rss_with_workers_mib']:.0f} with parse workers){peer}")
+        print(f"      per stage: {stages}")
+        targets.append(verdict(f"records per CPU-second end to end at {name}", e["records_per_cpu_second"],
+                               2_000, True))
+        if name in ("1M", "8k"):
+            targets.append(verdict(f"peak RSS MiB at {name} (with parse workers)",
+                                   e["peak_rss_with_workers_mib"], 1024, False))
     largest = ok[-1]["lake_dir"] if ok else None
     return {
+        **by_size,
         "sizes": results,
         "growth": growth,
         "peer_ratios": ratios,

@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small scale: every figure in a few minutes")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    parser.add_argument("--sizes", nargs="+", choices=list(bench_e2e.SIZES),
+                        help="e2e: these sizes (incidents; 10k-1M with 100k agents, 2k/8k with 1k agents)")
     parser.add_argument("--json", type=Path, help="also write every measured figure to this JSON file")
     parser.add_argument("--postgres-url", help="object_store: this PostgreSQL for the s3 side's rate limiter "
                         "and locks (default: a throwaway local cluster, if PostgreSQL is installed)")
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     with scratch("e2e") as workdir:
         lake, incidents = None, 0
         if "e2e" in sections:
-            results["e2e"] = bench_e2e.run(args.quick, workdir)
+            results["e2e"] = bench_e2e.run(args.quick, workdir, args.sizes)
             lake, incidents = results["e2e"]["largest_lake"], results["e2e"]["largest_incidents"]
         if "query" in sections:
             results["query"] = bench_query.run(lake, incidents)

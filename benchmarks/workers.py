@@ -133,6 +133,7 @@ class RssSampler:
         self.interval = interval
         self.samples: list[tuple[float, int]] = []
         self.cpu_samples: list[tuple[float, float]] = []
+        self.tree_samples: list[tuple[float, int]] = []  # RSS of this process plus its children (parse workers)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -144,6 +145,7 @@ class RssSampler:
                 now = time.time()
                 self.samples.append((now, int(statm.read().split()[1]) * page))
                 self.cpu_samples.append((now, cpu_seconds_with_children()))
+                self.tree_samples.append((now, self.samples[-1][1] + children_rss_bytes(page)))
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
@@ -164,6 +166,22 @@ class RssSampler:
         first = before[-1] if before else (inside[0] if inside else 0.0)
         last = after[0] if after else (inside[-1] if inside else first)
         return last - first
+
+
+def children_rss_bytes(page: int) -> int:
+    """RSS of this process's live children (the parse step's worker processes), from /proc."""
+    total = 0
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            pids = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
+            except (OSError, IndexError, ValueError):
+                pass
+    return total
 
 
 def cpu_seconds_with_children() -> float:
@@ -188,6 +206,8 @@ def step_profile(instance, result, sampler: RssSampler) -> dict[str, dict[str, f
                 "seconds": round(entry.timestamp - start, 2),
                 "peak_rss_mib": round(sampler.peak_between(start, entry.timestamp) / 2**20),
                 "cpu_s": round(sampler.cpu_between(start, entry.timestamp), 2),
+                "peak_tree_rss_mib": round(max((rss for t, rss in sampler.tree_samples
+                                                if start <= t <= entry.timestamp), default=0) / 2**20),
             }
     return steps
 
@@ -217,7 +237,10 @@ def ours(url: str, workdir: str, history_days: str) -> None:
         pipeline.query(
             "SELECT 'alerts', count(*) FROM alerts UNION ALL "
             "SELECT 'agent_inventory', count(*) FROM agent_inventory UNION ALL "
-            "SELECT 'parsed_syslog', count(*) FROM parsed_syslog"
+            "SELECT 'parsed_syslog', count(*) FROM parsed_syslog UNION ALL "
+            "SELECT 'raw_records', (SELECT count(*) FROM raw_incidents) + (SELECT count(*) FROM raw_signals) "
+            "+ (SELECT count(*) FROM raw_escalations) + (SELECT count(*) FROM raw_platform_actions) "
+            "+ (SELECT count(*) FROM raw_agents)"
         )
     )
     emit(
@@ -226,6 +249,8 @@ def ours(url: str, workdir: str, history_days: str) -> None:
             **phases,
             "baseline_rss_bytes": baseline,
             "peak_rss_bytes": self_peak_rss_bytes(),
+            # with the parse step's worker processes (what a pod's memory limit sees), sampled every 0.1 s
+            "peak_tree_rss_bytes": max((rss for _, rss in sampler.tree_samples), default=0),
             "records_walked": raw.get("records_walked"),
             "versions": raw.get("versions_in_window"),
             "api_requests": raw.get("api_requests"),

@@ -96,12 +96,30 @@ class WalkStats:
     remediation_completions: int = 0
     quarantined: int = 0
     oldest_seen: datetime | None = None
+    # The earliest created_at of the versions kept; None when one had none: what stored history can hold
+    # earlier versions of them (see `WalkedPartitions.commit`).
+    oldest_created: datetime | None = None
+    created_unknown: bool = False
     newest_seen: datetime | None = None
     per_day: dict[str, int] = field(default_factory=dict)
     # Every record updated at or after this was seen (None: nothing proven). Set by walks that prove it.
     proven_down_to: datetime | None = None
     anomalies: list[str] = field(default_factory=list)  # why a walk proved less than it covered
     poisoned_days: set[str] = field(default_factory=set)  # days of quarantined records: to be read again
+
+    def note_created(self, obj: dict[str, Any]) -> None:
+        try:
+            created = parse_api_time(obj.get("created_at"))
+        except (TypeError, ValueError, AttributeError):
+            created = None
+        if created is None:
+            self.created_unknown = True
+        elif self.oldest_created is None or created < self.oldest_created:
+            self.oldest_created = created
+
+    def created_since(self) -> datetime | None:
+        """No version kept was created before this (None: unknown)."""
+        return None if self.created_unknown else self.oldest_created
 
     def prove(self, floor: datetime | None, first: bool) -> None:
         """Combine one walk's proof with the others' (several organization walks): the weakest holds."""
@@ -194,6 +212,7 @@ def walk_stream(
                                 {"remediations": list(client.remediations(key[0], path_prefix=path_prefix))})
                             stats.remediation_completions += 1
                     stats.records_in_window += 1
+                    stats.note_created(obj)
                     day = key[1].date().isoformat()
                     stats.per_day[day] = stats.per_day.get(day, 0) + 1
                     yield row

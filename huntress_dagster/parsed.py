@@ -10,7 +10,6 @@ quarantined, not allowed to sink the day.
 from __future__ import annotations
 
 import hashlib
-import json
 import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -64,22 +63,27 @@ def _fingerprint(lake: Lake, sources: list[Path], ctx: parsing.ParseContext) -> 
     return digest.hexdigest().encode()
 
 
-def _raw_texts(stream: Stream, batch: pa.RecordBatch) -> list[str]:
-    """The batch's raw JSON texts; an incident report's with its complete remediations list."""
+def _raw_records(stream: Stream, batch: pa.RecordBatch) -> tuple[list[str], list[str | dict[str, Any]]]:
+    """The batch's raw JSON texts, and what the normalizer reads: the same texts, except an incident report
+    with a completed remediations list, which is decoded once here with the complete list set in (not
+    decoded, re-encoded and decoded again)."""
     raws = batch.column("raw_json").to_pylist()
     if not stream.completes_remediations:
-        return raws
-    return [_with_remediations(raw, rem) for raw, rem in zip(raws, batch.column("remediations_json").to_pylist(),
-                                                              strict=True)]
+        return raws, raws
+    return raws, [_with_remediations(raw, rem) for raw, rem in zip(
+        raws, batch.column("remediations_json").to_pylist(), strict=True)]
 
 
-def _with_remediations(raw: str, remediations_json: str | None) -> str:
+def _with_remediations(raw: str, remediations_json: str | None) -> str | dict[str, Any]:
     if not remediations_json:
         return raw
     try:
-        return parsing.with_all_remediations(raw, json.loads(remediations_json)["remediations"])
-    except parsing.InvalidRecord:
+        record = parsing.load_record(raw, "incident")
+        complete = parsing.load_record(remediations_json, "remediations")["remediations"]
+    except (parsing.InvalidRecord, KeyError):
         return raw  # not an object: the normalizer reports it, and it is quarantined
+    record["remediations"] = {"total_count": len(complete), "has_more": False, "items": complete}
+    return record
 
 
 def _write_parsed(lake: Lake, stream: Stream, account: str, day: date, ctx: parsing.ParseContext,
@@ -113,14 +117,14 @@ def _write_parsed(lake: Lake, stream: Stream, account: str, day: date, ctx: pars
                     batch.column("id"), batch.column("updated_at"), batch.column("collected_at"))]))
                 if not batch.num_rows:
                     continue
-            raws = _raw_texts(stream, batch)
+            raws, records = _raw_records(stream, batch)
             invalid: list[int] = []
 
             def on_invalid(index: int, reason: str, raws: list[str] = raws, invalid: list[int] = invalid) -> None:
                 invalid.append(index)
                 quarantine.add_text(raws[index], f"not normalizable: {reason}", stream.path)
 
-            table = parsing.normalize_records(msg_class, raws, ctx, on_invalid=on_invalid)
+            table = parsing.normalize_records(msg_class, records, ctx, on_invalid=on_invalid)
             collected = batch.column("collected_at")
             if invalid:
                 bad = set(invalid)

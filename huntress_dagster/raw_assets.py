@@ -167,7 +167,7 @@ def walk_account(context: dg.AssetExecutionContext, stream: Stream, config: Walk
         floor = stats.proven_down_to
         proven = {d for d in days if needs[d] is None or (floor is not None and floor <= needs[d]
                                                            and d.isoformat() not in stats.poisoned_days)}
-        commit = partitions.commit(days, staged, walk_started, proven)
+        commit = partitions.commit(days, staged, walk_started, proven, created_since=stats.created_since())
     # days before the range's last that were not complete before this walk and are now: read again after an
     # outage (the health history's missing-data accounting)
     recollected = sorted(d.isoformat() for d in proven if d < days[-1] and needs[d] is not None)

@@ -188,7 +188,7 @@ class WalkedPartitions:
         return True
 
     def commit(self, days: Iterable[date], staged: dict[date, list[Path]], complete_as_of: datetime,
-               proven_days: Iterable[date] | None = None) -> CommitStats:
+               proven_days: Iterable[date] | None = None, created_since: datetime | None = None) -> CommitStats:
         """Merge staged versions into each day's partition, atomically, one day at a time.
 
         A day in `proven_days` (default: all of `days`) is marked complete as of `complete_as_of` and gets
@@ -196,14 +196,15 @@ class WalkedPartitions:
         collected". Any other day keeps the marker it had: its staged versions are stored, and the next
         walk reads the day again. Versions are keyed by (id, updated_at), one row each whatever the walk
         served (a stored partition holding a repeat is repaired when next touched); a re-fetched version
-        replaces the stored one, so re-running a partition is idempotent.
+        replaces the stored one, so re-running a partition is idempotent. `created_since` (no staged version
+        was created before it, when known) bounds the stored days read to count new and updated versions.
         """
         stats = CommitStats()
         days = set(days)
         proven = days if proven_days is None else set(proven_days)
         staged_files = [p for paths in staged.values() for p in paths]
         if staged_files:
-            self._count_versions(staged_files, stats)
+            self._count_versions(staged_files, stats, created_since)
         for day in sorted(days | set(staged)):
             with self.lake.lock(f"{self.stream.raw_table}/{self.account}/{day.isoformat()}"):
                 final = self.day_path(day)
@@ -272,8 +273,12 @@ class WalkedPartitions:
             options = parquet_copy_options(RAW_ROW_GROUP_ROWS, **self._marker_metadata(marker))
             con.execute(f"COPY ({query}) TO {sql_literal(str(tmp))} {options}")
 
-    def _count_versions(self, staged_files: list[Path], stats: CommitStats) -> None:
-        stored = self.files()
+    def _count_versions(self, staged_files: list[Path], stats: CommitStats, created_since: datetime | None) -> None:
+        """New, updated and unchanged versions among the staged ones. Only stored days from the staged
+        versions' earliest creation on can hold earlier versions of them (an object is not updated before it
+        is created), so an incremental walk reads the keys of a few recent days, not of the whole history."""
+        stored = [p for p in self.files() if created_since is None
+                  or p.parent.name.removeprefix("day=") >= created_since.date().isoformat()]
         with self.lake.connect() as con:
             con.execute(f"CREATE TEMP TABLE walked AS SELECT DISTINCT id, updated_at "
                         f"FROM read_parquet({sql_files(staged_files)})")
@@ -282,7 +287,7 @@ class WalkedPartitions:
                 stats.updated = con.execute("SELECT count(*) FROM walked").fetchone()[0] - stats.new
                 return
             con.execute(f"CREATE TEMP TABLE stored AS SELECT DISTINCT id, updated_at "
-                        f"FROM read_parquet({sql_files(stored)})")
+                        f"FROM read_parquet({sql_files(stored)}) WHERE id IN (SELECT id FROM walked)")
             stats.unchanged, stats.updated, stats.new = con.execute("""
                 SELECT count(*) FILTER (WHERE s.id IS NOT NULL),
                        count(*) FILTER (WHERE s.id IS NULL AND known.id IS NOT NULL),

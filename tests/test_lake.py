@@ -128,3 +128,25 @@ def test_a_preview_that_cannot_be_read_gives_no_rows_and_a_warning_not_a_failed_
     with caplog.at_level("WARNING"):
         assert lake.preview("SELECT * FROM read_parquet('gone.parquet')") == []
     assert "No preview for run metadata" in caplog.text
+
+
+def test_counting_new_and_updated_versions_reads_only_days_from_the_walked_versions_creation_on(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    walked = lake.walked(INCIDENT_REPORTS, "1")
+    first_day, later_day = datetime(2026, 11, 10, tzinfo=UTC), datetime(2026, 11, 20, tzinfo=UTC)
+
+    def commit(updated_at: datetime, name: str, created_since: datetime | None):
+        rows = [{"tenantid": "t", "account_id": 1, "organization_id": 2, "id": 7, "updated_at": updated_at,
+                 "collected_at": updated_at, "raw_json": "{}", "remediations_json": None}]
+        stage_dir = tmp_path / name
+        stage_dir.mkdir()
+        return walked.commit([updated_at.date()], walked.stage(rows, stage_dir), updated_at,
+                             created_since=created_since)
+
+    assert commit(first_day, "a", first_day).new == 1
+    # id 7 updated ten days later: an earlier version can only be in days from its creation on
+    assert commit(later_day, "b", first_day).updated == 1
+    assert commit(later_day + timedelta(hours=1), "c", None).updated == 1  # unknown creation: every day
+    # what the bound means: days before it are not read (a creation time said to be later hides day 10)
+    assert commit(later_day + timedelta(hours=2), "d", later_day).updated == 1  # day 20 holds two versions
+    assert commit(later_day + timedelta(days=3), "e", later_day + timedelta(days=3)).new == 1

@@ -21,7 +21,7 @@
 
 from .batch import RECORD_NORMALIZERS, normalize_json, normalize_records, record_normalizer
 from .body import FULL_MAX_BYTES, KEEP_MAX_BYTES, BodyParse, parse_body
-from .decode import InvalidRecord
+from .decode import InvalidRecord, load_record
 from .entities import ENTITY_COLUMNS, extract_entities
 from .exclusions import DEFAULT_EXCLUDED_INDICATOR_DOMAINS
 from .fields import alert_uid
@@ -85,6 +85,7 @@ __all__ = [
     "asset_fields",
     "extract_entities",
     "host_context",
+    "load_record",
     "normalize_agent",
     "normalize_agent_record",
     "normalize_agents",

@@ -92,14 +92,15 @@ def normalize_json(msg_class: str, raw_json: str | bytes, ctx: ParseContext) -> 
 
 def normalize_records(
     msg_class: str,
-    raw_jsons: Iterable[str | bytes],
+    raw_jsons: Iterable[str | bytes | dict[str, Any]],
     ctx: ParseContext,
     on_invalid: OnInvalid | None = None,
 ) -> pa.Table:
-    """The parsed_syslog table (`PARSED_SYSLOG_SCHEMA`) of a batch of raw JSON texts of one class."""
+    """The parsed_syslog table (`PARSED_SYSLOG_SCHEMA`) of a batch of raw JSON texts of one class (or of
+    objects already decoded from them)."""
     normalize = record_normalizer(msg_class)
     raws = raw_jsons if isinstance(raw_jsons, list) else list(raw_jsons)
-    if msg_class == AGENT_CLASS:
+    if msg_class == AGENT_CLASS and not any(isinstance(raw, dict) for raw in raws):
         try:
             return _agents_from_arrow_json(raws, ctx)
         except (pa.ArrowInvalid, UnicodeError):
@@ -110,7 +111,7 @@ def normalize_records(
     with _collector_paused():
         for index, raw in enumerate(raws):
             try:
-                rows.append(normalize(load_record(raw, kind), ctx))
+                rows.append(normalize(raw if isinstance(raw, dict) else load_record(raw, kind), ctx))
             except InvalidRecord as error:
                 if on_invalid is None:
                     raise

@@ -266,7 +266,7 @@ def _metadata(product: str, uid: object, tenant: object, profiles: list[str]) ->
 
 
 def _os(name: object, platform: object, build: object = None) -> dict[str, Any] | None:
-    if name is None and platform is None:
+    if not name and not platform:  # OCSF's os requires a name: "" is none
         return None
     return {"name": name or platform, "type_id": _OS_TYPE_IDS.get(platform, 0), "build": build}
 

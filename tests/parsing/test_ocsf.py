@@ -182,3 +182,11 @@ def test_events_from_arbitrary_field_values_stay_valid(incident: dict, agent: di
     INVENTORY_INFO.validate(ocsf.device_inventory_info(agent_row))
     incident_row = normalize_incident(json.dumps({"id": 9, **incident}), CONTEXT)
     DETECTION_FINDING.validate(ocsf.detection_finding(alert_with_host(incident_row, agent_row)))
+
+
+def test_an_agent_with_an_empty_os_name_and_no_platform_has_no_os() -> None:
+    # found by the property test above: an OCSF os needs a name, and "" is none
+    agent_row = normalize_agent(json.dumps({"id": 3, "os": ""}), CONTEXT)
+    event = ocsf.device_inventory_info(agent_row)
+    INVENTORY_INFO.validate(event)
+    assert "os" not in event["device"]
