@@ -157,7 +157,8 @@ def inventory_path(lake: Lake, inventory: Inventory) -> Path:
 def normalize_by_account(msg_class: str, batch: pa.RecordBatch, contexts: dict[str, parsing.ParseContext]
                          ) -> pa.Table:
     """The batch's records normalized each with its account's context (tenant names, host), in batch order."""
-    accounts, raws = batch.column("account").to_pylist(), batch.column("raw_json").to_pylist()
+    accounts = batch.column("account").to_pylist()
+    raws = batch.column("raw_json").cast(pa.large_binary()).to_pylist()  # bytes: no UTF-8 decode to a str
     groups: dict[str, list[int]] = {}
     for index, account in enumerate(accounts):
         groups.setdefault(account, []).append(index)

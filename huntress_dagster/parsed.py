@@ -63,18 +63,19 @@ def _fingerprint(lake: Lake, sources: list[Path], ctx: parsing.ParseContext) -> 
     return digest.hexdigest().encode()
 
 
-def _raw_records(stream: Stream, batch: pa.RecordBatch) -> tuple[list[str], list[str | dict[str, Any]]]:
-    """The batch's raw JSON texts, and what the normalizer reads: the same texts, except an incident report
+def _raw_records(stream: Stream, batch: pa.RecordBatch) -> tuple[list[bytes], list[bytes | dict[str, Any]]]:
+    """The batch's raw JSON texts (UTF-8 bytes: the JSON decoder reads them as they are, where a str would
+    cost a UTF-8 decode first), and what the normalizer reads: the same texts, except an incident report
     with a completed remediations list, which is decoded once here with the complete list set in (not
     decoded, re-encoded and decoded again)."""
-    raws = batch.column("raw_json").to_pylist()
+    raws = batch.column("raw_json").cast(pa.large_binary()).to_pylist()
     if not stream.completes_remediations:
         return raws, raws
     return raws, [_with_remediations(raw, rem) for raw, rem in zip(
         raws, batch.column("remediations_json").to_pylist(), strict=True)]
 
 
-def _with_remediations(raw: str, remediations_json: str | None) -> str | dict[str, Any]:
+def _with_remediations(raw: bytes, remediations_json: str | None) -> bytes | dict[str, Any]:
     if not remediations_json:
         return raw
     try:
@@ -120,9 +121,9 @@ def _write_parsed(lake: Lake, stream: Stream, account: str, day: date, ctx: pars
             raws, records = _raw_records(stream, batch)
             invalid: list[int] = []
 
-            def on_invalid(index: int, reason: str, raws: list[str] = raws, invalid: list[int] = invalid) -> None:
+            def on_invalid(index: int, reason: str, raws: list[bytes] = raws, invalid: list[int] = invalid) -> None:
                 invalid.append(index)
-                quarantine.add_text(raws[index], f"not normalizable: {reason}", stream.path)
+                quarantine.add_text(raws[index].decode(), f"not normalizable: {reason}", stream.path)
 
             table = parsing.normalize_records(msg_class, records, ctx, on_invalid=on_invalid)
             collected = batch.column("collected_at")
