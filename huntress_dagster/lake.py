@@ -108,7 +108,7 @@ def _is_local(path: Any) -> bool:
 class Lake:
     """One lake: a local directory, or a prefix of an S3-compatible bucket."""
 
-    def __init__(self, root: str | os.PathLike, *, duckdb_memory_limit: str = "1GB", duckdb_threads: int = 2,
+    def __init__(self, root: str | os.PathLike, *, duckdb_memory_limit: str = "512MB", duckdb_threads: int = 2,
                  umask: int = DEFAULT_UMASK, locks_url: str | None = None, scratch_dir: str | None = None):
         """`locks_url`: a PostgreSQL URL for locks that hold across machines (default: file locks, one
         machine). `scratch_dir`: local working space of an object-store lake (default: the temp dir)."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import layout, parsing
@@ -29,7 +30,10 @@ from .streams import STREAMS, Stream
 # Bump when parsing changes, so existing parsed partitions are rebuilt instead of skipped.
 PARSED_FORMAT_VERSION = "3"
 PARSED_SCHEMA = parsing.PARSED_SYSLOG_SCHEMA.append(pa.field("collected_at", UTC_US))
-PARSE_CONTEXT = b"parse_context"  # footer key: the parser version and account context a file was parsed with
+PARSE_CONTEXT = b"parse_context"
+# Raw JSON normalized at once (decoded objects and rows take several times it): bounds a parse worker's
+# memory whatever the records' size (incident reports average ~13 KB, a few bodies reach megabytes).
+PARSE_BATCH_BYTES = 8 << 20  # footer key: the parser version and account context a file was parsed with
 
 
 @dataclass
@@ -116,30 +120,47 @@ def _write_parsed(lake: Lake, stream: Stream, account: str, day: date, ctx: pars
             if parsed_before:
                 batch = batch.filter(pa.array([key not in parsed_before for key in _version_keys(
                     batch.column("id"), batch.column("updated_at"), batch.column("collected_at"))]))
-                if not batch.num_rows:
-                    continue
-            raws, records = _raw_records(stream, batch)
-            invalid: list[int] = []
-
-            def on_invalid(index: int, reason: str, raws: list[bytes] = raws, invalid: list[int] = invalid) -> None:
-                invalid.append(index)
-                quarantine.add_text(raws[index].decode(), f"not normalizable: {reason}", stream.path)
-
-            table = parsing.normalize_records(msg_class, records, ctx, on_invalid=on_invalid)
-            collected = batch.column("collected_at")
-            if invalid:
-                bad = set(invalid)
-                keep = [i for i in range(batch.num_rows) if i not in bad]
-                collected = collected.take(pa.array(keep, pa.int64()))
-            table = table.append_column("collected_at", collected)
-            writer.write_table(table.cast(schema))
-            count += table.num_rows
-            stats.parsed += table.num_rows
-            for level in table.column("parse_level").to_pylist():
-                if level:
-                    stats.parse_levels[level] = stats.parse_levels.get(level, 0) + 1
+            for part in _byte_bounded(batch, PARSE_BATCH_BYTES):
+                count += _parse_batch(stream, part, ctx, schema, writer, quarantine, stats)
         stats.quarantined += quarantine.count
     stats.rows[msg_class] = stats.rows.get(msg_class, 0) + count
+
+
+def _byte_bounded(batch: pa.RecordBatch, max_bytes: int) -> Iterator[pa.RecordBatch]:
+    """Slices of the batch holding at most `max_bytes` of raw JSON each (or one record, if larger)."""
+    sizes = pc.fill_null(pc.binary_length(batch.column("raw_json")), 0).to_pylist()
+    start, held = 0, 0
+    for index, size in enumerate(sizes):
+        if held and held + size > max_bytes:
+            yield batch.slice(start, index - start)
+            start, held = index, 0
+        held += size
+    if start < batch.num_rows:
+        yield batch.slice(start)
+
+
+def _parse_batch(stream: Stream, batch: pa.RecordBatch, ctx: parsing.ParseContext, schema: pa.Schema,
+                 writer: pq.ParquetWriter, quarantine: QuarantineWriter, stats: ParsedDayStats) -> int:
+    """Normalize a batch of raw versions into `writer`, quarantining what cannot be; returns rows written."""
+    raws, records = _raw_records(stream, batch)
+    invalid: list[int] = []
+
+    def on_invalid(index: int, reason: str) -> None:
+        invalid.append(index)
+        quarantine.add_text(raws[index].decode(), f"not normalizable: {reason}", stream.path)
+
+    table = parsing.normalize_records(stream.msg_class, records, ctx, on_invalid=on_invalid)
+    collected = batch.column("collected_at")
+    if invalid:
+        bad = set(invalid)
+        collected = collected.take(pa.array([i for i in range(batch.num_rows) if i not in bad], pa.int64()))
+    table = table.append_column("collected_at", collected)
+    writer.write_table(table.cast(schema))
+    stats.parsed += table.num_rows
+    for level in table.column("parse_level").to_pylist():
+        if level:
+            stats.parse_levels[level] = stats.parse_levels.get(level, 0) + 1
+    return table.num_rows
 
 
 VersionKey = tuple[int, datetime, datetime]  # (id, updated_at, collected_at): one fetch of one version

@@ -115,7 +115,8 @@ class HuntressLakeResource(dg.ConfigurableResource):
                                       "partially parsed (5 MiB)")
     overlap_seconds: int = Field(default=300, description="Incremental walks re-read this much before the "
                                  "committed watermark (absorbs clock skew)")
-    duckdb_memory_limit: str = "1GB"
+    duckdb_memory_limit: str = Field(default="512MB", description="Memory DuckDB may use in a process before it "
+                                     "spills to disk (with the parse workers, the pipeline fits a 1 GiB pod)")
     excluded_indicator_domains: list[str] = Field(
         default=list(DEFAULT_EXCLUDED_INDICATOR_DOMAINS), description="Domains (and their subdomains) never "
         "taken as indicators: the vendor's own infrastructure (HUNTRESS_EXCLUDED_INDICATOR_DOMAINS)")

@@ -150,3 +150,13 @@ def test_counting_new_and_updated_versions_reads_only_days_from_the_walked_versi
     # what the bound means: days before it are not read (a creation time said to be later hides day 10)
     assert commit(later_day + timedelta(hours=2), "d", later_day).updated == 1  # day 20 holds two versions
     assert commit(later_day + timedelta(days=3), "e", later_day + timedelta(days=3)).new == 1
+
+
+def test_parse_batches_hold_a_bounded_amount_of_raw_json_and_every_row():
+    from huntress_dagster.parsed import _byte_bounded
+
+    texts = ["x" * size for size in (5, 5, 5, 30, 2, 2, 2, 2, 9)]
+    batch = pa.RecordBatch.from_pydict({"raw_json": texts, "id": list(range(len(texts)))})
+    parts = list(_byte_bounded(batch, 10))
+    assert [part.column("id").to_pylist() for part in parts] == [[0, 1], [2], [3], [4, 5, 6, 7], [8]]
+    assert list(_byte_bounded(batch.slice(0, 0), 10)) == []
