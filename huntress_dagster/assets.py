@@ -73,7 +73,7 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
     )
     def parsed_syslog(context: dg.AssetExecutionContext, huntress: HuntressResource,
                       lake: HuntressLakeResource) -> dg.MaterializeResult:
-        store = lake.get_lake()
+        store = lake.lake_for_step()
         contexts = parse_contexts(huntress, lake, store, context.log.warning)
         totals: dict[str, int] = {s.msg_class: 0 for s in STREAMS}
         levels: dict[str, int] = {}
@@ -123,7 +123,7 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
         ocsf_spec(ALERTS_OCSF_TABLE, "alerts", "Detection Finding (class 2004)", banner),
     ], name="alerts")
     def alerts(context: dg.AssetExecutionContext, lake: HuntressLakeResource) -> Iterator[dg.MaterializeResult]:
-        store = lake.get_lake()
+        store = lake.lake_for_step()
         build = build_alerts(store)
         count = build.rows
         store.refresh_catalog()
@@ -196,7 +196,7 @@ def inventory_asset(inventory: Inventory, banner: str) -> dg.AssetsDefinition:
     @dg.multi_asset(specs=specs, name=inventory.table)
     def inventory_table(context: dg.AssetExecutionContext, huntress: HuntressResource,
                         lake: HuntressLakeResource) -> Iterator[dg.MaterializeResult]:
-        store = lake.get_lake()
+        store = lake.lake_for_step()
         count = build_inventory(store, inventory, parse_contexts(huntress, lake, store, context.log.warning))
         store.refresh_catalog()
         table = inventory.table

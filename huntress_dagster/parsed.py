@@ -220,7 +220,7 @@ Contexts = dict[str, parsing.ParseContext]  # by account id; "*" for an account 
 
 
 def build_parsed_syslog_day(lake: Lake, day: date | str, contexts: Contexts,
-                            batch_rows: int = 2_000) -> ParsedDayStats:
+                            batch_rows: int = 1_000) -> ParsedDayStats:
     """Normalize one day of every stream of every account: versions updated that day, and snapshots taken
     that day, each with its account's context (tenant, names)."""
     day = as_date(day)

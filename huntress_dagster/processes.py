@@ -1,9 +1,14 @@
-"""Whether a process still runs: one answer for the lake's leftovers, the run health sensor and the demo
-processes (plain Python, no heavy imports: the demo simulator's process uses it too)."""
+"""This process and others: whether a process still runs (one answer for the lake's leftovers, the run
+health sensor and the demo processes), and handing memory a finished step freed back to the OS (plain
+Python, no heavy imports: the demo simulator's process uses it too)."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import os
+import sys
 from pathlib import Path
 
 
@@ -20,3 +25,19 @@ def process_alive(pid: int) -> bool:
     except OSError:  # no /proc (macOS): kill(0) is all there is
         return True
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def release_unused_memory() -> None:
+    """Give back memory the last step freed but the allocators keep for reuse: Arrow's pool (mimalloc or
+    jemalloc) and glibc's heap (`malloc_trim`). Runs execute steps one after another in one process, and
+    each step's peak (a walk's pages, an alerts build) would otherwise stay in its RSS under the next one
+    and under the parse workers it starts: the whole pipeline's memory is what a pod's limit sees."""
+    gc.collect()
+    pyarrow = sys.modules.get("pyarrow")
+    if pyarrow is not None:
+        pyarrow.default_memory_pool().release_unused()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass

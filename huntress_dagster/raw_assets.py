@@ -69,7 +69,7 @@ def prepare_lake(context: dg.AssetExecutionContext, lake: HuntressLakeResource) 
     """The lake, checked writable before any API request, with dead runs' leftovers removed; the run's process
     recorded on the run (the run health sensor tells a killed run by it)."""
     tag_run_process(context)
-    store = lake.get_lake()
+    store = lake.lake_for_step()
     store.check_writable()
     leftovers = store.clean_leftovers()
     if leftovers["staging_dirs"] or leftovers["tmp_files"]:

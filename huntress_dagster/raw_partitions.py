@@ -132,7 +132,7 @@ class WalkedPartitions:
                                "WHERE remediations_json IS NOT NULL").fetchall()
         return {(row[0], row[1]): row[2] for row in rows}
 
-    def stage(self, rows: Iterable[dict[str, Any]], stage_dir: Path, batch_rows: int = 2_000,
+    def stage(self, rows: Iterable[dict[str, Any]], stage_dir: Path, batch_rows: int = 1_000,
               complete_as_of: datetime | None = None) -> dict[date, list[Path]]:
         """Spill walked rows into staging Parquet files per day in `stage_dir` (see `Lake.staging`), with
         bounded memory for any walk size.

@@ -13,6 +13,7 @@ from .connections import DEFAULT_CONNECTION, Connection, parse_connection
 from .errors import HuntressConfigError
 from .lake import DEFAULT_UMASK, Lake
 from .parsing import DEFAULT_EXCLUDED_INDICATOR_DOMAINS
+from .processes import release_unused_memory
 from .ratelimit import RateLimiter, bucket_name_for
 from .settings import default_rate_limit_state
 
@@ -131,6 +132,11 @@ class HuntressLakeResource(dg.ConfigurableResource):
     locks_url: str = Field(default="", description="PostgreSQL URL of the locks guarding partitions across "
                            "machines (the rate limiter's HUNTRESS_RATE_LIMIT_STATE when that is PostgreSQL); "
                            "empty: file locks, one machine")
+
+    def lake_for_step(self) -> Lake:
+        """The lake, for an asset step: its process first gives back what the step before it freed."""
+        release_unused_memory()
+        return self.get_lake()
 
     def get_lake(self) -> Lake:
         return Lake(self.lake_dir, duckdb_memory_limit=self.duckdb_memory_limit, umask=self.umask,

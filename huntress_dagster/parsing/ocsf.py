@@ -242,17 +242,32 @@ def _event_time(*candidates: datetime | None) -> int:
 
 
 def _compact(value: Any) -> Any:
-    """Drop null attributes and empty objects/lists, recursively (OCSF JSON carries no nulls)."""
+    """Drop null attributes and empty objects/lists, recursively (OCSF JSON carries no nulls). Written out
+    by hand: it runs on every event of an inventory and every finding, where a comprehension calling a
+    predicate per attribute cost a third of the conversion."""
     if isinstance(value, dict):
-        kept = {key: _compact(item) for key, item in value.items()}
-        return {key: item for key, item in kept.items() if not _empty(item)}
+        kept = {}
+        for key, item in value.items():
+            if item is None:
+                continue
+            if type(item) is dict or type(item) is list:
+                item = _compact(item)
+                if not item:
+                    continue
+            kept[key] = item
+        return kept
     if isinstance(value, list):
-        return [item for item in map(_compact, value) if not _empty(item)]
+        items = []
+        for item in value:
+            if item is None:
+                continue
+            if type(item) is dict or type(item) is list:
+                item = _compact(item)
+                if not item:
+                    continue
+            items.append(item)
+        return items
     return value
-
-
-def _empty(value: Any) -> bool:
-    return value is None or value == {} or value == []
 
 
 def _metadata(product: str, uid: object, tenant: object, profiles: list[str]) -> dict[str, Any]:
