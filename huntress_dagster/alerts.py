@@ -16,6 +16,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from . import layout
 from .inventory import write_ocsf
@@ -250,17 +251,15 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
             # (no touched key: any file will do, the join with no latest version yields no row)
             rows_sql = ALERT_ROWS_SQL.format(files=_sql_list(sorted(row_files) or [str(next(iter(files.values())))]),
                                              assets=assets, organizations=organizations)
-            # The touched rows, once (a full build's spill to disk past DuckDB's memory limit).
-            con.execute(f"CREATE TEMP TABLE new_alerts AS SELECT *, {_bucket_of('huntress_id')} AS part "
-                        f"FROM ({rows_sql})")
-            if incremental:
+            if incremental:  # the touched rows, once, to compare with what alerts holds
+                con.execute(f"CREATE TEMP TABLE new_alerts AS SELECT *, {_bucket_of('huntress_id')} AS part "
+                            f"FROM ({rows_sql})")
                 _keep_changed_rows(con, parts)
-            written = con.execute("SELECT count(*) FROM changed" if incremental
-                                  else "SELECT count(*) FROM new_alerts").fetchall()[0][0]
-            buckets = range(ALERT_PARTS) if not incremental else sorted(
-                b for (b,) in con.execute(f"SELECT DISTINCT {_bucket_of('hid')} FROM changed").fetchall())
-            for bucket in buckets:
-                _write_alerts_part(lake, con, bucket, incremental)
+                written = con.execute("SELECT count(*) FROM changed").fetchall()[0][0]
+                for (bucket,) in con.execute(f"SELECT DISTINCT {_bucket_of('hid')} FROM changed").fetchall():
+                    _write_alerts_part(lake, con, bucket)
+            else:
+                written = _write_all_parts(lake, con, rows_sql)
         with lake.atomic_path(state) as tmp:
             tmp.write_text(json.dumps(sources, separators=(",", ":")))
     return AlertsBuild(rows=_alert_rows(lake), mode="incremental" if incremental else "full",
@@ -290,22 +289,47 @@ def _alert_rows(lake: Lake) -> int:
     return sum(lake.num_rows(path) for path in lake.files("alerts"))
 
 
-def _write_alerts_part(lake: Lake, con: Any, bucket: int, incremental: bool, batch_rows: int = 10_000) -> None:
-    """One part of alerts and of its findings: the touched rows of the bucket (`new_alerts`), plus, in an
-    incremental build, the part's other rows carried over from its previous file."""
-    alerts_file, findings_file = alerts_part(lake, bucket), findings_part(lake, bucket)
+def _write_all_parts(lake: Lake, con: Any, rows_sql: str) -> int:
+    """A full build: the alert rows gathered once (spilling to disk past DuckDB's memory limit), each part
+    written from them, and each part's findings from the part as written (a local file: a read of only
+    the columns the findings need, not a second pass over the spilled rows). Returns the rows written.
+
+    (DuckDB's PARTITION_BY would write every part in one pass, but it holds its partitions' rows without
+    spilling: out of memory at 100k alerts under a 384 MB limit.)"""
+    con.execute(f"CREATE TEMP TABLE new_alerts AS SELECT *, {_bucket_of('huntress_id')} AS part FROM ({rows_sql})")
+    written = 0
+    for bucket in range(ALERT_PARTS):
+        with lake.atomic_path(alerts_part(lake, bucket)) as tmp:
+            con.execute(f"COPY (SELECT * EXCLUDE (part) FROM new_alerts WHERE part = {bucket}) TO "
+                        f"{sql_literal(str(tmp))} {parquet_copy_options(ALERTS_ROW_GROUP_ROWS)}")
+            written += pq.read_metadata(tmp).num_rows
+            # from the local file, before it is published (on an object store: no download)
+            _write_findings_part(lake, con, bucket, f"read_parquet({sql_literal(str(tmp))})", False)
+    return written
+
+
+def _write_alerts_part(lake: Lake, con: Any, bucket: int, batch_rows: int = 10_000) -> None:
+    """In an incremental build, one part of alerts and of its findings: the touched rows of the bucket
+    (`new_alerts`), plus the part's other rows carried over from its previous file."""
+    alerts_file = alerts_part(lake, bucket)
     with lake.atomic_path(alerts_file) as tmp:
-        query = f"SELECT * EXCLUDE (part) FROM new_alerts WHERE part = {bucket}"
-        if incremental:
-            query += (f" UNION ALL BY NAME SELECT * FROM read_parquet({sql_literal(str(alerts_file))}) o "
-                      f"ANTI JOIN changed c ON {_key_match('o', 'c', TABLE_KEY_COLUMNS)}")
+        query = (f"SELECT * EXCLUDE (part) FROM new_alerts WHERE part = {bucket} UNION ALL BY NAME "
+                 f"SELECT * FROM read_parquet({sql_literal(str(alerts_file))}) o "
+                 f"ANTI JOIN changed c ON {_key_match('o', 'c', TABLE_KEY_COLUMNS)}")
         con.execute(f"COPY ({query}) TO {sql_literal(str(tmp))} {parquet_copy_options(ALERTS_ROW_GROUP_ROWS)}")
+    _write_findings_part(lake, con, bucket, f"new_alerts WHERE part = {bucket}", True, batch_rows)
+
+
+def _write_findings_part(lake: Lake, con: Any, bucket: int, rows: str, incremental: bool,
+                         batch_rows: int = 10_000) -> None:
+    """The OCSF findings of a part: of `rows` (SQL: the part's new alert rows), plus, in an incremental
+    build, the findings of the part's other alerts carried over from the previous file."""
+    alerts_file, findings_file = alerts_part(lake, bucket), findings_part(lake, bucket)
     carry_over = incremental and findings_file.exists()
     with lake.lock("ocsf/detection_finding"), lake.atomic_path(findings_file) as tmp:
         fresh = tmp.with_name(tmp.name + ".new") if carry_over else tmp
         try:
-            rows = con.sql(f"SELECT {', '.join(OCSF_ALERT_COLUMNS)} FROM new_alerts WHERE part = {bucket}")
-            with rows.to_arrow_reader(batch_rows) as reader:
+            with con.sql(f"SELECT {', '.join(OCSF_ALERT_COLUMNS)} FROM {rows}").to_arrow_reader(batch_rows) as reader:
                 write_ocsf(fresh, reader, ocsf.DETECTION_FINDING_SCHEMA, _detection_findings)
             if carry_over:  # the findings of the part's other alerts, by finding_info.uid (the alert id)
                 options = parquet_copy_options(ALERTS_ROW_GROUP_ROWS, ocsf_version=ocsf.OCSF_VERSION)

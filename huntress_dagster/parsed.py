@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from . import layout, parsing
 from .lake import SOURCE_FINGERPRINT, UTC_US, Lake, as_date
+from .processes import release_unused_memory
 from .quarantine import QuarantineWriter
 from .streams import STREAMS, Stream
 
@@ -228,6 +229,7 @@ def build_parsed_syslog_day(lake: Lake, day: date | str, contexts: Contexts,
     for stream in STREAMS:
         for account in lake.accounts(stream):
             _write_parsed(lake, stream, account, day, contexts.get(account, contexts["*"]), stats, batch_rows)
+    release_unused_memory()  # a parse worker goes through many days: each starts from what it needs
     return stats
 
 
