@@ -212,11 +212,7 @@ class Lake:
         """A DuckDB of its own (in memory); it spills to the lake's own (local) temp directory unless given
         another. For an object-store lake, the lake's filesystem is registered, so SQL reads and writes s3://
         paths."""
-        con = duckdb.connect(config={
-            "memory_limit": self.duckdb_memory_limit, "threads": self.duckdb_threads,
-            # DuckDB keeps blocks of the files it read in its buffer pool; a local lake has the OS page cache,
-            # and the process's long-lived database would hold up to memory_limit of them between steps.
-            "enable_external_file_cache": self.remote})
+        con = duckdb.connect(config={"memory_limit": self.duckdb_memory_limit, "threads": self.duckdb_threads})
         spill = spill_dir or self.scratch / layout.SPILL_DIR
         self.mkdir(spill)  # DuckDB does not create missing parents of its spill dir
         con.execute(f"SET temp_directory = {sql_literal(str(spill))}")
