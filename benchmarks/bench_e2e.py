@@ -132,7 +132,8 @@ def efficiency(r: dict[str, Any]) -> dict[str, Any]:
 
     Records: every version the raw tables hold (incident reports, the few signals, escalations and
     platform actions, and the agents); a stage's figure is those records over that stage's CPU (what it
-    alone would sustain). CPU: the pipeline process and its parse workers, not the simulator's."""
+    alone would sustain; sampled every 0.1 s, so small steps are rounded up). CPU: the pipeline process
+    and its parse workers, not the simulator's."""
     m = r["ours"]
     res = m.get("result") or {}
     records = res.get("raw_records") or (r["incidents"] + r["agents"])
@@ -143,10 +144,10 @@ def efficiency(r: dict[str, Any]) -> dict[str, Any]:
         out["records_per_cpu_second"] = records / m["cpu_s"]
         out["keys_at_full_rate_per_core"] = out["records_per_cpu_second"] / KEY_RATE
         stages = {}
-        for job_steps in res.get("steps", {}).values():
+        for job, job_steps in res.get("steps", {}).items():
             for name, step in job_steps.items():
-                if name in ASSET_STEPS and step.get("cpu_s"):
-                    stages[name] = {"cpu_s": step["cpu_s"], "records_per_cpu_second": records / step["cpu_s"],
+                if name in ASSET_STEPS and step.get("cpu_s"):  # both jobs have parsed_syslog and alerts
+                    stages[f"{job.removesuffix('_job')}.{name}"] = {"cpu_s": step["cpu_s"], "records_per_cpu_second": records / step["cpu_s"],
                                     "share_of_cpu": step["cpu_s"] / m["cpu_s"],
                                     "peak_rss_mib": step["peak_rss_mib"],
                                     "peak_rss_with_workers_mib": step.get("peak_tree_rss_mib")}
