@@ -88,8 +88,7 @@ def _with_remediations(raw: bytes, remediations_json: str | None) -> bytes | dic
         complete = parsing.load_record(remediations_json, "remediations")["remediations"]
     except (parsing.InvalidRecord, KeyError):
         return raw  # not an object: the normalizer reports it, and it is quarantined
-    record["remediations"] = {"total_count": len(complete), "has_more": False, "items": complete}
-    return record
+    return parsing.record_with_all_remediations(record, complete)
 
 
 def _write_parsed(lake: Lake, stream: Stream, account: str, day: date, ctx: parsing.ParseContext,

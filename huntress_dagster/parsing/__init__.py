@@ -57,6 +57,7 @@ from .syslog import (
     normalize_incident,
     normalize_incident_record,
     normalize_incidents,
+    record_with_all_remediations,
     rows_to_table,
     with_all_remediations,
 )
@@ -102,6 +103,7 @@ __all__ = [
     "normalize_signal_record",
     "parse_body",
     "record_normalizer",
+    "record_with_all_remediations",
     "rows_to_table",
     "signal_category",
     "with_all_remediations",

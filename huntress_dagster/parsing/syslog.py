@@ -180,10 +180,14 @@ def _remediations(value: object) -> dict[str, Any]:
 def with_all_remediations(raw_json: str | bytes, items: Iterable[Mapping[str, Any]]) -> str:
     """The incident's JSON text with `remediations` replaced by the complete list (e.g. every page of
     /incident_reports/{id}/remediations), so the normalized row carries all of them, not the first 10."""
-    record = load_record(raw_json, "incident")
+    return json_text(record_with_all_remediations(load_record(raw_json, "incident"), items))
+
+
+def record_with_all_remediations(record: dict[str, Any], items: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The decoded incident with `remediations` replaced by the complete list (see `with_all_remediations`)."""
     complete = list(items)
     record["remediations"] = {"total_count": len(complete), "has_more": False, "items": complete}
-    return json_text(record)
+    return record
 
 
 def _envelope(
