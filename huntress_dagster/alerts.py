@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from . import layout
 from .inventory import write_ocsf
 from .lake import SOURCE_FINGERPRINT, Lake, parquet_copy_options, sql_literal
-from .parsing import ocsf
+from .parsing import ocsf, ocsf_findings
 from .parsing.fields import alert_uid
 from .streams import ALERT_STREAMS
 
@@ -345,9 +345,9 @@ class _PartBuffer:
             return
         rows = pa.Table.from_batches(self.batches)
         self.alerts.write_table(rows, row_group_size=rows.num_rows)
-        findings = [finding for batch in rows.select(OCSF_ALERT_COLUMNS).to_batches()
-                    for finding in _detection_findings(batch)]
-        self.findings.write_table(ocsf.to_table(findings, self.findings_schema), row_group_size=len(findings))
+        findings = pa.concat_tables(map(_detection_findings, rows.select(OCSF_ALERT_COLUMNS).to_batches()))
+        self.findings.write_table(findings.replace_schema_metadata(self.findings_schema.metadata),
+                                  row_group_size=findings.num_rows)
         self.rows += rows.num_rows
         self.batches, self.waiting_bytes, self.waiting_rows = [], 0, 0
 
@@ -393,6 +393,5 @@ _ALERTS_RENAMED = {"alert_uid": "alert_id", "portal_url": "incident_report_url"}
 OCSF_ALERT_COLUMNS = [_ALERTS_RENAMED.get(c, c) for c in ocsf.DETECTION_FINDING_INPUTS]
 
 
-def _detection_findings(batch: pa.RecordBatch) -> list[dict[str, Any]]:
-    batch = ocsf.narrow_huntress(batch, OCSF_ALERT_COLUMNS, ocsf.DETECTION_FINDING_HUNTRESS_FIELDS)
-    return [ocsf.detection_finding(row) for row in batch.rename_columns(list(ocsf.DETECTION_FINDING_INPUTS)).to_pylist()]
+def _detection_findings(batch: pa.RecordBatch) -> pa.Table:
+    return ocsf_findings.detection_findings(batch.rename_columns(list(ocsf.DETECTION_FINDING_INPUTS)))

@@ -216,25 +216,26 @@ def build_inventory(lake: Lake, inventory: Inventory, contexts: dict[str, parsin
 
 
 def write_ocsf(path: Path, batches: Iterator[pa.RecordBatch], schema: pa.Schema,
-               events: Callable[[pa.RecordBatch], list[dict[str, Any]]]) -> int:
+               events: Callable[[pa.RecordBatch], pa.Table]) -> int:
     """OCSF events (pinned version `ocsf.OCSF_VERSION`, recorded in the file) of each batch, into `path`."""
     count = 0
     schema = schema.with_metadata({b"ocsf_version": ocsf.OCSF_VERSION.encode()})
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
         for batch in batches:
-            table = ocsf.to_table(events(batch), schema)
+            table = events(batch).replace_schema_metadata(schema.metadata)
             writer.write_table(table)
             count += table.num_rows
     return count
 
 
-def _events(convert: Callable[[dict[str, Any]], dict[str, Any]],
-            huntress_fields: tuple[str, ...] | None) -> Callable[[pa.RecordBatch], list[dict]]:
+def _events(convert: Callable[[dict[str, Any]], dict[str, Any]], schema: pa.Schema,
+            huntress_fields: tuple[str, ...] | None) -> Callable[[pa.RecordBatch], pa.Table]:
     """Batch -> events; with `huntress_fields`, only those of the row's `huntress` struct are read."""
     if huntress_fields is None:
-        return lambda batch: [convert(row) for row in batch.to_pylist()]
-    return lambda batch: [convert(row) for row in ocsf.narrow_huntress(
-        batch, [n for n in batch.schema.names if n != "huntress"] + ["huntress"], huntress_fields).to_pylist()]
+        return lambda batch: ocsf.to_table([convert(row) for row in batch.to_pylist()], schema)
+    return lambda batch: ocsf.to_table([convert(row) for row in ocsf.narrow_huntress(
+        batch, [n for n in batch.schema.names if n != "huntress"] + ["huntress"], huntress_fields).to_pylist()],
+        schema)
 
 
 # An inventory's OCSF form: its file, Arrow schema and row -> event function. External ports have none: OCSF
@@ -259,5 +260,5 @@ def write_ocsf_form(lake: Lake, inventory: Inventory, batch_rows: int = 10_000) 
     with lake.lock(file), lake.atomic_path(lake.root / file) as tmp:
         with lake.open_read(source) as handle:
             batches = pq.ParquetFile(handle).iter_batches(batch_size=batch_rows, columns=columns)
-            return write_ocsf(tmp, batches, schema, _events(convert, huntress_fields))
+            return write_ocsf(tmp, batches, schema, _events(convert, schema, huntress_fields))
 

@@ -18,6 +18,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
@@ -43,7 +44,7 @@ _OS_TYPE_IDS = {"windows": 100, "linux": 200, "darwin": 300}  # OCSF os.type_id;
 _DEVICE_SERVER, _DEVICE_UNKNOWN = 1, 0
 
 # Observable type_ids (OCSF 1.5.0) per entity column.
-_OBSERVABLE_TYPES = (
+OBSERVABLE_TYPES = (
     ("users", "user.name", 4),
     ("emails", "email_address", 5),
     ("urls", "url_string", 6),
@@ -63,7 +64,7 @@ _OBSERVABLE_TYPES = (
 DETECTION_FINDING_INPUTS = (
     "huntress", "tenantid", "alert_uid", "portal_url", "severity_id", "status_id", "security_product",
     "hostname", "host_os", "host_ipv4", "host_external_ip", "host_mac_addresses",
-    *dict.fromkeys(column for column, _, _ in _OBSERVABLE_TYPES),
+    *dict.fromkeys(column for column, _, _ in OBSERVABLE_TYPES),
 )
 
 # The fields of the `huntress` struct (the parsed API object) each event reads: a caller narrows the struct
@@ -219,10 +220,15 @@ DEVICE_INVENTORY_INFO_SCHEMA = pa.schema(
 )
 
 
-def _ip(value: object) -> str | None:
+def ip_or_none(value: object) -> str | None:
     """The value if it is an IP address (OCSF's ip_t rejects anything else), else None."""
+    return _ip_text(value) if isinstance(value, str) else None
+
+
+@lru_cache(maxsize=1 << 14)  # a host's address recurs in each of its alerts, and ipaddress is slow to parse
+def _ip_text(value: str) -> str | None:
     try:
-        return str(ipaddress.ip_address(value)) if isinstance(value, str) else None
+        return str(ipaddress.ip_address(value))
     except ValueError:
         return None
 
@@ -288,19 +294,20 @@ def _observables(alert: Mapping[str, Any]) -> list[dict[str, Any]]:
     observables = []
     if alert.get("hostname"):
         observables.append({"name": "device.hostname", "type_id": 1, "value": alert["hostname"]})
-    for column, name, type_id in _OBSERVABLE_TYPES:
+    for column, name, type_id in OBSERVABLE_TYPES:
         observables.extend(
             {"name": name, "type_id": type_id, "value": value} for value in alert.get(column) or () if value is not None
         )
-    if external_ip := _ip(alert.get("host_external_ip")):
+    if external_ip := ip_or_none(alert.get("host_external_ip")):
         observables.append({"name": "device.external_ip", "type_id": 2, "value": external_ip})
     return observables
 
 
-def detection_finding(alert: Mapping[str, Any]) -> dict[str, Any]:
+def detection_finding(alert: Mapping[str, Any], with_observables: bool = True) -> dict[str, Any]:
     """An OCSF 1.5.0 Detection Finding for one alert. The activity follows the incident's lifecycle:
     Close once closed or dismissed, Update once it changed after creation, else Create; `time` is the
-    incident's updated_at (the moment of this state)."""
+    incident's updated_at (the moment of this state). Without observables for a caller that builds them
+    for a whole batch (`ocsf_findings`)."""
     huntress = alert["huntress"]
     status = huntress.get("status")
     created, updated = huntress.get("created_at"), huntress.get("updated_at")
@@ -344,7 +351,7 @@ def detection_finding(alert: Mapping[str, Any]) -> dict[str, Any]:
         "device": {
             "uid": None if huntress.get("agent_id") is None else str(huntress.get("agent_id")),
             "hostname": alert.get("hostname"),
-            "ip": _ip(alert.get("host_ipv4")),
+            "ip": ip_or_none(alert.get("host_ipv4")),
             "mac": macs[0] if macs else None,
             "type_id": _device_type(alert.get("host_os")),
             "os": _os(alert.get("host_os"), huntress.get("platform")),
@@ -362,7 +369,7 @@ def detection_finding(alert: Mapping[str, Any]) -> dict[str, Any]:
     if not any(event["device"][key] for key in ("uid", "hostname", "ip")):
         del event["device"]  # OCSF wants a device identified by at least one of these, or no device
     event = _compact(event)
-    if observables := _observables(alert):
+    if with_observables and (observables := _observables(alert)):
         event["observables"] = observables
     return event
 
@@ -372,7 +379,7 @@ def device_inventory_info(agent_row: Mapping[str, Any]) -> dict[str, Any]:
     agent's updated_at, `device.last_seen_time` its last callback."""
     agent = agent_row["huntress"]
     macs = _macs(agent.get("mac_addresses"))
-    ip = _ip(agent.get("ipv4_address"))
+    ip = ip_or_none(agent.get("ipv4_address"))
     event = {
         "activity_id": ACTIVITY_COLLECT,
         "activity_name": "Collect",

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import jsonschema
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,6 +20,7 @@ from huntress_dagster.parsing import (
     normalize_agent,
     normalize_incident,
     ocsf,
+    ocsf_findings,
 )
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
@@ -132,6 +134,31 @@ def test_events_fit_their_arrow_schemas() -> None:
     )
     assert inventory.column("device").to_pylist()[0]["hostname"] == "laptop01"
     json.dumps(findings)  # plain JSON: no datetimes or other Python objects inside
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 100), st.sampled_from([None, "", "ws-01"]),
+                          st.sampled_from([None, "", "not an ip", "203.0.113.9", "2001:DB8::1"]),
+                          st.lists(st.none() | st.text(max_size=5), max_size=3) | st.none()),
+                min_size=1, max_size=6))
+def test_findings_of_a_batch_equal_the_row_by_row_ones(cases: list) -> None:
+    """The batch form builds observables column-wise: same order, same skipped values, same nulls."""
+    agent = golden_rows("agent_")[0]
+    incidents = [row for row in golden_rows("incident_")  # (with no time at all, `time` is the processing time)
+                 if any(row["huntress"].get(key) for key in ("updated_at", "created_at", "status_updated_at"))]
+    alerts = []
+    for index, hostname, external_ip, users in cases:
+        alert = alert_with_host(incidents[index % len(incidents)], agent if index % 2 else None)
+        alert.update(hostname=hostname, host_external_ip=external_ip, users=users)
+        alerts.append({column: alert.get(column) for column in ocsf.DETECTION_FINDING_INPUTS})
+    expected = ocsf.to_table([ocsf.detection_finding(alert) for alert in alerts], ocsf.DETECTION_FINDING_SCHEMA)
+    batch = pa.RecordBatch.from_pylist(alerts)
+    typed = {column: pa.list_(pa.string()) for column, _, _ in ocsf.OBSERVABLE_TYPES}
+    typed.update(hostname=pa.string(), host_external_ip=pa.string())  # as in alerts, where no value is all-null
+    batch = pa.RecordBatch.from_arrays(
+        [batch.column(name).cast(typed[name]) if name in typed else batch.column(name) for name in batch.schema.names],
+        batch.schema.names)
+    assert ocsf_findings.detection_findings(batch).equals(expected)
 
 
 _ANY = st.recursive(
