@@ -86,7 +86,7 @@ WITH latest AS (
     SELECT p.*, l.oid, l.version_count, l.first_collected_at
     FROM read_parquet({files}, hive_partitioning = true, union_by_name = true, filename = true,
                       file_row_number = true) p
-    JOIN latest_versions l ON p.filename = l.src_file AND p.file_row_number = l.src_row  -- exactly one row
+    JOIN {versions} l ON p.filename = l.src_file AND p.file_row_number = l.src_row  -- exactly one row
      -- and the right one: a file re-parsed since the versions were read yields no row, not another record
      AND p.huntress.id = l.hid AND p.huntress.updated_at IS NOT DISTINCT FROM l.updated_at
 )
@@ -249,19 +249,31 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
                                 f"o.organization_name")
             con.execute(f"CREATE TEMP TABLE touched AS {touched}")
             con.execute(f"CREATE TEMP TABLE latest_versions AS {LATEST_VERSIONS_SQL}")
-            row_files = [src for (src,) in con.execute("SELECT DISTINCT src_file FROM latest_versions").fetchall()]
-            # (no touched key: any file will do, the join with no latest version yields no row)
-            rows_sql = ALERT_ROWS_SQL.format(files=_sql_list(sorted(row_files) or [str(next(iter(files.values())))]),
-                                             assets=assets, organizations=organizations)
+            row_files = sorted(src for (src,) in con.execute("SELECT DISTINCT src_file FROM latest_versions").fetchall())
+
+            def rows_sql(row_files: list[str]) -> str:
+                """The alert rows whose latest version is in `row_files`."""
+                versions = "latest_versions" if len(row_files) != 1 else \
+                    f"(SELECT * FROM latest_versions WHERE src_file = {sql_literal(row_files[0])})"
+                # (no touched key: any file will do, the join with no latest version yields no row)
+                return ALERT_ROWS_SQL.format(files=_sql_list(row_files or [str(next(iter(files.values())))]),
+                                             versions=versions, assets=assets, organizations=organizations)
+
             if incremental:  # the touched rows, once, to compare with what alerts holds
                 con.execute(f"CREATE TEMP TABLE new_alerts AS SELECT *, {_bucket_of('huntress_id')} AS part "
-                            f"FROM ({rows_sql})")
+                            f"FROM ({rows_sql(row_files)})")
                 _keep_changed_rows(con, parts)
                 written = con.execute("SELECT count(*) FROM changed").fetchall()[0][0]
                 for (bucket,) in con.execute(f"SELECT DISTINCT {_bucket_of('hid')} FROM changed").fetchall():
                     _write_alerts_part(lake, con, bucket)
-            else:
-                written = _write_all_parts(lake, con, rows_sql)
+            else:  # file by file: a join with every latest version at once holds ~1 GB at 1M alerts
+                con.execute("DROP TABLE versions; DROP TABLE touched")  # all a full build needs is in latest_versions
+                con.execute(f"CREATE TEMP TABLE host_context AS SELECT tenantid, agent_id, "
+                            f"{', '.join(HOST_CONTEXT_COLUMNS.values())} FROM {assets}")
+                con.execute(f"CREATE TEMP TABLE organization_names AS SELECT tenantid, organization_id, name "
+                            f"FROM {organizations}")
+                assets, organizations = "host_context", "organization_names"  # read once, not once per file
+                written = _write_all_parts(lake, con, [rows_sql([file]) for file in row_files] or [rows_sql([])])
         with lake.atomic_path(state) as tmp:
             tmp.write_text(json.dumps(sources, separators=(",", ":")))
     return AlertsBuild(rows=_alert_rows(lake), mode="incremental" if incremental else "full",
@@ -291,24 +303,29 @@ def _alert_rows(lake: Lake) -> int:
     return sum(lake.num_rows(path) for path in lake.files("alerts"))
 
 
-def _write_all_parts(lake: Lake, con: Any, rows_sql: str, batch_rows: int = 10_000) -> int:
-    """A full build in one streaming pass: the alert rows in batches, each row to its part's file, and the
-    part's findings made from the same rows, so nothing is gathered or read twice. A part's rows wait until
-    they make a row group (`_PartBuffer`), so memory is that plus DuckDB's limit at any lake size. Returns
-    the rows written.
+def _write_all_parts(lake: Lake, con: Any, queries: list[str], batch_rows: int = 10_000) -> int:
+    """A full build in one streaming pass over the alert rows `queries` yield: each row to its part's file,
+    and the part's findings made from the same rows, so nothing is gathered or read twice. A part's rows
+    wait until they make a row group (`_PartBuffer`), so memory is that plus DuckDB's limit at any lake
+    size. Returns the rows written.
 
     (Measured at 1M alerts: a temp table of every alert scanned once per part spilled ~5 GB and took 447
     CPU-s; DuckDB's PARTITION_BY holds its partitions without spilling, out of memory at 100k.)"""
-    query = f"SELECT *, {_bucket_of('huntress_id')} AS part FROM ({rows_sql})"
-    with con.sql(query).to_arrow_reader(batch_rows) as reader, contextlib.ExitStack() as files:
+    with contextlib.ExitStack() as files:
         files.enter_context(lake.lock("ocsf/detection_finding"))
-        schema = reader.schema.remove(reader.schema.get_field_index("part"))
-        parts = [_PartBuffer(files, lake, bucket, schema) for bucket in range(ALERT_PARTS)]
-        for batch in reader:
-            buckets = batch.column("part")
-            rows = batch.drop_columns(["part"])
-            for bucket in pc.unique(buckets).to_pylist():
-                parts[bucket].add(rows.filter(pc.equal(buckets, bucket)))
+        parts: list[_PartBuffer] = []
+        for query in queries:
+            with con.sql(f"SELECT *, {_bucket_of('huntress_id')} AS part FROM ({query})").to_arrow_reader(
+                    batch_rows) as reader:
+                schema = reader.schema.remove(reader.schema.get_field_index("part"))
+                parts = parts or [_PartBuffer(files, lake, bucket, schema) for bucket in range(ALERT_PARTS)]
+                for batch in reader:
+                    buckets = batch.column("part")
+                    rows = batch.drop_columns(["part"])
+                    if not rows.schema.equals(parts[0].schema):  # a file of another parser version
+                        rows = rows.cast(parts[0].schema)
+                    for bucket in pc.unique(buckets).to_pylist():
+                        parts[bucket].add(rows.filter(pc.equal(buckets, bucket)))
         for part in parts:
             part.flush()
         return sum(part.rows for part in parts)
@@ -328,7 +345,7 @@ class _PartBuffer:
         # entered after their paths: each writer is closed before its file is published
         self.alerts = files.enter_context(pq.ParquetWriter(alerts_tmp, schema, compression="zstd"))
         self.findings = files.enter_context(pq.ParquetWriter(findings_tmp, findings_schema, compression="zstd"))
-        self.findings_schema = findings_schema
+        self.findings_schema, self.schema = findings_schema, schema
         self.batches: list[pa.RecordBatch] = []
         self.waiting_bytes = self.waiting_rows = self.rows = 0
 
