@@ -9,21 +9,23 @@ its OCSF Detection Finding form. Built incrementally from the parsed days that c
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from . import layout
-from .inventory import write_ocsf
+from .alert_parts import (
+    ALERT_PARTS,
+    ALERTS_ROW_GROUP_ROWS,
+    alerts_part,
+    bucket_of,
+    write_all_parts,
+    write_findings_part,
+)
 from .lake import SOURCE_FINGERPRINT, Lake, parquet_copy_options, sql_literal
-from .parsing import ocsf, ocsf_findings
 from .parsing.fields import alert_uid
 from .streams import ALERT_STREAMS
 
@@ -31,9 +33,7 @@ from .streams import ALERT_STREAMS
 # collection. NULL organization/account ids are part of a key, hence IS NOT DISTINCT FROM in the joins.
 VERSION_KEY_COLUMNS = ("tenantid", "cls", "hid", "oid", "aid")  # in the version tables (`versions`, `touched`)
 TABLE_KEY_COLUMNS = ("tenantid", "msg_class", "huntress_id", "organization_id", "account_id")  # the same in alerts
-ALERT_PARTS = layout.ALERT_PARTS
 OCSF_TABLE = "ocsf_detection_finding"  # the alerts' OCSF Detection Finding form: its view and asset name
-ALERTS_ROW_GROUP_ROWS = 16_384  # ~40 MB of alerts rows: see parquet_copy_options
 ALERT_CLASSES = tuple(stream.msg_class for stream in ALERT_STREAMS)
 ALERTS_FORMAT_VERSION = "7"  # bump when ALERT_ROWS_SQL changes: the next build is then a full one
 
@@ -168,24 +168,11 @@ HOST_CONTEXT_COLUMNS = {"hostname": "hostname", "host_os": "os", "host_ipv4": "i
                         "host_domain_name": "domain_name"}
 
 
-def alerts_part(lake: Lake, bucket: int) -> Path:
-    return lake.root / layout.alerts_part(bucket)
-
-
-def findings_part(lake: Lake, bucket: int) -> Path:
-    return lake.root / layout.findings_part(bucket)
-
-
 def _register_alert_uid(con: duckdb.DuckDBPyConnection) -> None:
     """`huntress_alert_uid(...)` in SQL: the alert id of one organization of an object spanning several
     (incident reports carry theirs from parsing; the same function makes both)."""
     con.create_function("huntress_alert_uid", alert_uid,
                         ["VARCHAR", "BIGINT", "BIGINT", "BIGINT", "VARCHAR"], "VARCHAR", null_handling="special")
-
-
-def _bucket_of(id_sql: str) -> str:
-    """SQL for the part an alert lives in: a function of its Huntress id alone, so a key never moves."""
-    return f"((coalesce({id_sql}, 0) % {ALERT_PARTS} + {ALERT_PARTS}) % {ALERT_PARTS})"
 
 
 def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
@@ -260,11 +247,11 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
                                              versions=versions, assets=assets, organizations=organizations)
 
             if incremental:  # the touched rows, once, to compare with what alerts holds
-                con.execute(f"CREATE TEMP TABLE new_alerts AS SELECT *, {_bucket_of('huntress_id')} AS part "
+                con.execute(f"CREATE TEMP TABLE new_alerts AS SELECT *, {bucket_of('huntress_id')} AS part "
                             f"FROM ({rows_sql(row_files)})")
                 _keep_changed_rows(con, parts)
                 written = con.execute("SELECT count(*) FROM changed").fetchall()[0][0]
-                for (bucket,) in con.execute(f"SELECT DISTINCT {_bucket_of('hid')} FROM changed").fetchall():
+                for (bucket,) in con.execute(f"SELECT DISTINCT {bucket_of('hid')} FROM changed").fetchall():
                     _write_alerts_part(lake, con, bucket)
             else:  # file by file: a join with every latest version at once holds ~1 GB at 1M alerts
                 con.execute("DROP TABLE versions; DROP TABLE touched")  # all a full build needs is in latest_versions
@@ -273,7 +260,7 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
                 con.execute(f"CREATE TEMP TABLE organization_names AS SELECT tenantid, organization_id, name "
                             f"FROM {organizations}")
                 assets, organizations = "host_context", "organization_names"  # read once, not once per file
-                written = _write_all_parts(lake, con, [rows_sql([file]) for file in row_files] or [rows_sql([])])
+                written = write_all_parts(lake, con, [rows_sql([file]) for file in row_files] or [rows_sql([])])
         with lake.atomic_path(state) as tmp:
             tmp.write_text(json.dumps(sources, separators=(",", ":")))
     return AlertsBuild(rows=_alert_rows(lake), mode="incremental" if incremental else "full",
@@ -303,72 +290,6 @@ def _alert_rows(lake: Lake) -> int:
     return sum(lake.num_rows(path) for path in lake.files("alerts"))
 
 
-def _write_all_parts(lake: Lake, con: Any, queries: list[str], batch_rows: int = 10_000) -> int:
-    """A full build in one streaming pass over the alert rows `queries` yield: each row to its part's file,
-    and the part's findings made from the same rows, so nothing is gathered or read twice. A part's rows
-    wait until they make a row group (`_PartBuffer`), so memory is that plus DuckDB's limit at any lake
-    size. Returns the rows written.
-
-    (Measured at 1M alerts: a temp table of every alert scanned once per part spilled ~5 GB and took 447
-    CPU-s; DuckDB's PARTITION_BY holds its partitions without spilling, out of memory at 100k.)"""
-    with contextlib.ExitStack() as files:
-        files.enter_context(lake.lock("ocsf/detection_finding"))
-        parts: list[_PartBuffer] = []
-        for query in queries:
-            with con.sql(f"SELECT *, {_bucket_of('huntress_id')} AS part FROM ({query})").to_arrow_reader(
-                    batch_rows) as reader:
-                schema = reader.schema.remove(reader.schema.get_field_index("part"))
-                parts = parts or [_PartBuffer(files, lake, bucket, schema) for bucket in range(ALERT_PARTS)]
-                for batch in reader:
-                    buckets = batch.column("part")
-                    rows = batch.drop_columns(["part"])
-                    if not rows.schema.equals(parts[0].schema):  # a file of another parser version
-                        rows = rows.cast(parts[0].schema)
-                    for bucket in pc.unique(buckets).to_pylist():
-                        parts[bucket].add(rows.filter(pc.equal(buckets, bucket)))
-        for part in parts:
-            part.flush()
-        return sum(part.rows for part in parts)
-
-
-ALERTS_BUFFER_BYTES = 64 << 20  # a full build's rows waiting to be written, all parts together
-
-
-class _PartBuffer:
-    """One part of a full build: its alerts and findings files (published when `files` closes without an
-    error) and the rows waiting to be written to them as one row group."""
-
-    def __init__(self, files: contextlib.ExitStack, lake: Lake, bucket: int, schema: pa.Schema):
-        findings_schema = ocsf.DETECTION_FINDING_SCHEMA.with_metadata({b"ocsf_version": ocsf.OCSF_VERSION.encode()})
-        alerts_tmp = files.enter_context(lake.atomic_path(alerts_part(lake, bucket)))
-        findings_tmp = files.enter_context(lake.atomic_path(findings_part(lake, bucket)))
-        # entered after their paths: each writer is closed before its file is published
-        self.alerts = files.enter_context(pq.ParquetWriter(alerts_tmp, schema, compression="zstd"))
-        self.findings = files.enter_context(pq.ParquetWriter(findings_tmp, findings_schema, compression="zstd"))
-        self.findings_schema, self.schema = findings_schema, schema
-        self.batches: list[pa.RecordBatch] = []
-        self.waiting_bytes = self.waiting_rows = self.rows = 0
-
-    def add(self, batch: pa.RecordBatch) -> None:
-        self.batches.append(batch)
-        self.waiting_rows += batch.num_rows
-        self.waiting_bytes += batch.nbytes
-        if (self.waiting_rows >= ALERTS_ROW_GROUP_ROWS
-                or self.waiting_bytes >= ALERTS_BUFFER_BYTES // ALERT_PARTS):
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.batches:
-            return
-        rows = pa.Table.from_batches(self.batches)
-        self.alerts.write_table(rows, row_group_size=rows.num_rows)
-        findings = pa.concat_tables(map(_detection_findings, rows.select(OCSF_ALERT_COLUMNS).to_batches()))
-        self.findings.write_table(findings.replace_schema_metadata(self.findings_schema.metadata),
-                                  row_group_size=findings.num_rows)
-        self.rows += rows.num_rows
-        self.batches, self.waiting_bytes, self.waiting_rows = [], 0, 0
-
-
 def _write_alerts_part(lake: Lake, con: Any, bucket: int, batch_rows: int = 10_000) -> None:
     """In an incremental build, one part of alerts and of its findings: the touched rows of the bucket
     (`new_alerts`), plus the part's other rows carried over from its previous file."""
@@ -378,37 +299,6 @@ def _write_alerts_part(lake: Lake, con: Any, bucket: int, batch_rows: int = 10_0
                  f"SELECT * FROM read_parquet({sql_literal(str(alerts_file))}) o "
                  f"ANTI JOIN changed c ON {_key_match('o', 'c', TABLE_KEY_COLUMNS)}")
         con.execute(f"COPY ({query}) TO {sql_literal(str(tmp))} {parquet_copy_options(ALERTS_ROW_GROUP_ROWS)}")
-    _write_findings_part(lake, con, bucket, f"new_alerts WHERE part = {bucket}", batch_rows)
+    write_findings_part(lake, con, bucket, f"new_alerts WHERE part = {bucket}", batch_rows)
 
 
-def _write_findings_part(lake: Lake, con: Any, bucket: int, rows: str, batch_rows: int = 10_000) -> None:
-    """In an incremental build, the OCSF findings of a part: of `rows` (SQL: the part's new alert rows), plus
-    the findings of the part's other alerts carried over from the previous file."""
-    alerts_file, findings_file = alerts_part(lake, bucket), findings_part(lake, bucket)
-    carry_over = findings_file.exists()
-    with lake.lock("ocsf/detection_finding"), lake.atomic_path(findings_file) as tmp:
-        fresh = tmp.with_name(tmp.name + ".new") if carry_over else tmp
-        try:
-            with con.sql(f"SELECT {', '.join(OCSF_ALERT_COLUMNS)} FROM {rows}").to_arrow_reader(batch_rows) as reader:
-                write_ocsf(fresh, reader, ocsf.DETECTION_FINDING_SCHEMA, _detection_findings)
-            if carry_over:  # the findings of the part's other alerts, by finding_info.uid (the alert id)
-                options = parquet_copy_options(ALERTS_ROW_GROUP_ROWS, ocsf_version=ocsf.OCSF_VERSION)
-                con.execute(
-                    f"COPY (SELECT * FROM read_parquet({sql_literal(str(fresh))}) UNION ALL BY NAME "
-                    f"SELECT o.* FROM read_parquet({sql_literal(str(findings_file))}) o "
-                    f"SEMI JOIN read_parquet({sql_literal(str(alerts_file))}) a ON o.finding_info.uid = a.alert_id "
-                    f"ANTI JOIN (SELECT alert_id FROM new_alerts WHERE part = {bucket}) n "
-                    f"ON o.finding_info.uid = n.alert_id) TO {sql_literal(str(tmp))} {options}")
-        finally:
-            if carry_over:
-                fresh.unlink(missing_ok=True)
-
-
-# alerts names the parsed row's alert_uid / portal_url for what they are
-_ALERTS_RENAMED = {"alert_uid": "alert_id", "portal_url": "incident_report_url"}
-# The alerts columns the OCSF findings need (Python rows of only these: to_pylist is half the cost).
-OCSF_ALERT_COLUMNS = [_ALERTS_RENAMED.get(c, c) for c in ocsf.DETECTION_FINDING_INPUTS]
-
-
-def _detection_findings(batch: pa.RecordBatch) -> pa.Table:
-    return ocsf_findings.detection_findings(batch.rename_columns(list(ocsf.DETECTION_FINDING_INPUTS)))
