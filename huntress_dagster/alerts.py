@@ -4,7 +4,7 @@ One row per (tenantid, msg_class, huntress_id, organization_id, account_id): the
 incident report, and of each escalation once per organization it affects (the reference dedups per
 organization), with OCSF severity and status ids, the portal link and the host context from agent_inventory; and
 its OCSF Detection Finding form. Built incrementally from the parsed days that changed (see
-`build_alerts`), written by DuckDB in parts, so memory stays flat.
+`build_alerts`), written in parts (`alert_parts`), so memory stays flat.
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ WITH latest AS (
     JOIN {versions} l ON p.filename = l.src_file AND p.file_row_number = l.src_row  -- exactly one row
      -- and the right one: a file re-parsed since the versions were read yields no row, not another record
      AND p.huntress.id = l.hid AND p.huntress.updated_at IS NOT DISTINCT FROM l.updated_at
+    {only_files}
 )
 SELECT coalesce(latest.alert_uid, huntress_alert_uid(latest.tenantid, latest.huntress.id, latest.oid,
                                                      latest.huntress.account_id, latest.msg_class)) AS alert_id,
@@ -236,35 +237,66 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
                                 f"o.organization_name")
             con.execute(f"CREATE TEMP TABLE touched AS {touched}")
             con.execute(f"CREATE TEMP TABLE latest_versions AS {LATEST_VERSIONS_SQL}")
-            row_files = sorted(src for (src,) in con.execute("SELECT DISTINCT src_file FROM latest_versions").fetchall())
+            versions_per_file = con.execute("SELECT src_file, count(*) FROM latest_versions GROUP BY 1 "
+                                            "ORDER BY 1").fetchall()
+            row_files = [src for src, _ in versions_per_file]
 
-            def rows_sql(row_files: list[str]) -> str:
-                """The alert rows whose latest version is in `row_files`."""
-                versions = "latest_versions" if len(row_files) != 1 else \
-                    f"(SELECT * FROM latest_versions WHERE src_file = {sql_literal(row_files[0])})"
+            def rows_sql(only_files: list[str] | None = None) -> str:
+                """The alert rows, or those whose latest version is in `only_files` (read from the union of
+                every row file all the same, so each query has the same columns whatever parser wrote it)."""
+                versions, only = "latest_versions", ""
+                if only_files is not None:
+                    versions = f"(SELECT * FROM latest_versions WHERE src_file IN ({_sql_values(only_files)}))"
+                    only = f"WHERE p.filename IN ({_sql_values(only_files)})"  # (DuckDB then opens only those)
                 # (no touched key: any file will do, the join with no latest version yields no row)
                 return ALERT_ROWS_SQL.format(files=_sql_list(row_files or [str(next(iter(files.values())))]),
-                                             versions=versions, assets=assets, organizations=organizations)
+                                             versions=versions, only_files=only, assets=assets,
+                                             organizations=organizations)
 
             if incremental:  # the touched rows, once, to compare with what alerts holds
                 con.execute(f"CREATE TEMP TABLE new_alerts AS SELECT *, {bucket_of('huntress_id')} AS part "
-                            f"FROM ({rows_sql(row_files)})")
+                            f"FROM ({rows_sql()})")
                 _keep_changed_rows(con, parts)
                 written = con.execute("SELECT count(*) FROM changed").fetchall()[0][0]
                 for (bucket,) in con.execute(f"SELECT DISTINCT {bucket_of('hid')} FROM changed").fetchall():
                     _write_alerts_part(lake, con, bucket)
-            else:  # file by file: a join with every latest version at once holds ~1 GB at 1M alerts
+            else:  # files a group at a time: one join with every latest version held 238 MB of hash table at 1M
                 con.execute("DROP TABLE versions; DROP TABLE touched")  # all a full build needs is in latest_versions
+                con.execute("SET parquet_metadata_cache = true")  # each query reads the row files' footers
                 con.execute(f"CREATE TEMP TABLE host_context AS SELECT tenantid, agent_id, "
                             f"{', '.join(HOST_CONTEXT_COLUMNS.values())} FROM {assets}")
                 con.execute(f"CREATE TEMP TABLE organization_names AS SELECT tenantid, organization_id, name "
                             f"FROM {organizations}")
-                assets, organizations = "host_context", "organization_names"  # read once, not once per file
-                written = write_all_parts(lake, con, [rows_sql([file]) for file in row_files] or [rows_sql([])])
+                assets, organizations = "host_context", "organization_names"  # read once, not once per group
+                groups = _file_groups(versions_per_file, FULL_BUILD_VERSIONS_PER_QUERY)
+                written = write_all_parts(lake, con, [rows_sql(group) for group in groups] or [rows_sql()])
         with lake.atomic_path(state) as tmp:
             tmp.write_text(json.dumps(sources, separators=(",", ":")))
     return AlertsBuild(rows=_alert_rows(lake), mode="incremental" if incremental else "full",
                        changed_days=changed, alerts_written=written)
+
+
+# A full build joins the parsed rows with this many latest versions at a time (~25 MB of hash table), one day
+# file or a few: a query per file would scan latest_versions once per file, thousands of times for an MSSP.
+FULL_BUILD_VERSIONS_PER_QUERY = 100_000
+
+
+def _file_groups(versions_per_file: list[tuple[str, int]], versions_per_group: int) -> list[list[str]]:
+    """Consecutive files grouped so that a group holds about `versions_per_group` versions (a larger file
+    alone)."""
+    groups: list[list[str]] = []
+    held = 0
+    for file, versions in versions_per_file:
+        if not groups or held + versions > versions_per_group:
+            groups.append([])
+            held = 0
+        groups[-1].append(file)
+        held += versions
+    return groups
+
+
+def _sql_values(values: list[str]) -> str:
+    return ", ".join(sql_literal(value) for value in values)
 
 
 def _keep_changed_rows(con: Any, parts: str) -> None:

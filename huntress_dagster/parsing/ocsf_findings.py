@@ -43,9 +43,10 @@ def observables(batch: pa.RecordBatch) -> pa.Array:
     values.append(hostname.filter(named))
     for column in (column for column, _, _ in ocsf.OBSERVABLE_TYPES):
         lists = batch.column(column)
-        flat, parents = pc.list_flatten(lists), pc.list_parent_indices(lists)
+        flat = pc.list_flatten(lists)  # (a null list's slot holds no values here, whatever its offsets say)
+        parents = np.repeat(np.arange(batch.num_rows), pc.fill_null(pc.list_value_length(lists), 0).to_numpy())
         present = flat.is_valid()
-        rows.append(parents.filter(present).to_numpy(zero_copy_only=False))
+        rows.append(parents[present.to_numpy(zero_copy_only=False)])
         values.append(flat.filter(present))
     external_ip = pa.array([ocsf.ip_or_none(value) for value in batch.column("host_external_ip").to_pylist()],
                            pa.string())

@@ -159,6 +159,8 @@ def test_findings_of_a_batch_equal_the_row_by_row_ones(cases: list) -> None:
         [batch.column(name).cast(typed[name]) if name in typed else batch.column(name) for name in batch.schema.names],
         batch.schema.names)
     assert ocsf_findings.detection_findings(batch).equals(expected)
+    # a slice (an array offset, as a filtered or chunked batch may have)
+    assert ocsf_findings.detection_findings(batch.slice(1)).equals(expected.slice(1))
 
 
 _ANY = st.recursive(
