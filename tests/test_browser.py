@@ -94,14 +94,14 @@ def dagster_ui(tmp_path):
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 pass
-            deadline = time.time() + 30
+            deadline = time.time() + 60  # a run worker stopping mid-step takes a while on a loaded 2-core machine
             while group_members(proc.pid) and time.time() < deadline:
                 time.sleep(0.5)
             leftovers = group_members(proc.pid)
             if leftovers:
                 os.killpg(proc.pid, signal.SIGKILL)
             stop_demo_simulator(Path(env["DAGSTER_HOME"]) / ".huntress_demo")
-            assert not leftovers, f"processes of dagster dev still alive 30 s after SIGTERM: {leftovers}"
+            assert not leftovers, f"processes of dagster dev still alive 90 s after SIGTERM: {leftovers}"
 
 
 @pytest.fixture

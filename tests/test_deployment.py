@@ -77,8 +77,13 @@ def test_two_pods_sharing_only_postgres_and_the_bucket_backfill_overlapping_rang
     server = make_simulator({"incidents": 80, "signals": 40, "agents": 20, "days": 6}, rate_limit=1_000)
     shared = f"s3://{BUCKET}/two-pods"
     first = today() - timedelta(days=6)  # the world's history; two overlapping halves of it
-    a = run(pod("a", tmp_path, server, s3_server, postgres_url, shared), first, today() - timedelta(days=2))
-    b = run(pod("b", tmp_path, server, s3_server, postgres_url, shared), today() - timedelta(days=4), today())
+    env_a, env_b = (pod(name, tmp_path, server, s3_server, postgres_url, shared) for name in "ab")
+    # A deployment creates the instance's schema once (`dagster instance migrate`) before its pods start: two
+    # pods creating it at the same moment race inside dagster-postgres (a unique violation on pg_type).
+    subprocess.run([sys.executable, "-m", "dagster", "instance", "migrate"], env=env_a, check=True, timeout=300,
+                   capture_output=True)
+    a = run(env_a, first, today() - timedelta(days=2))
+    b = run(env_b, today() - timedelta(days=4), today())
     outputs = [p.communicate(timeout=900)[0] for p in (a, b)]
     assert a.returncode == 0 and b.returncode == 0, "\n".join(o[-3000:] for o in outputs)
     together = list(server.request_log)
