@@ -49,13 +49,12 @@ def write_all_parts(lake: Lake, con: Any, queries: list[str], batch_rows: int = 
         for query in queries:
             with con.sql(f"SELECT *, {bucket_of('huntress_id')} AS part FROM ({query})").to_arrow_reader(
                     batch_rows) as reader:
+                # (every query reads the union of the same files: one schema for all)
                 schema = reader.schema.remove(reader.schema.get_field_index("part"))
                 parts = parts or [_PartBuffer(files, lake, bucket, schema) for bucket in range(ALERT_PARTS)]
                 for batch in reader:
                     buckets = batch.column("part")
                     rows = batch.drop_columns(["part"])
-                    if not rows.schema.equals(parts[0].schema):  # a file of another parser version
-                        rows = rows.cast(parts[0].schema)
                     for bucket in pc.unique(buckets).to_pylist():
                         parts[bucket].add(rows.filter(pc.equal(buckets, bucket)))
         for part in parts:
@@ -79,7 +78,6 @@ class _PartBuffer:
         # entered after their paths: each writer is closed before its file is published
         self.alerts = files.enter_context(pq.ParquetWriter(alerts_tmp, schema, compression="zstd"))
         self.findings = files.enter_context(pq.ParquetWriter(findings_tmp, findings_schema, compression="zstd"))
-        self.findings_schema, self.schema = findings_schema, schema
         self.batches: list[pa.RecordBatch] = []
         self.waiting_bytes = self.waiting_rows = self.rows = 0
 
@@ -97,8 +95,7 @@ class _PartBuffer:
         rows = pa.Table.from_batches(self.batches)
         self.alerts.write_table(rows, row_group_size=rows.num_rows)
         findings = pa.concat_tables(map(detection_findings, rows.select(OCSF_ALERT_COLUMNS).to_batches()))
-        self.findings.write_table(findings.replace_schema_metadata(self.findings_schema.metadata),
-                                  row_group_size=findings.num_rows)
+        self.findings.write_table(findings, row_group_size=findings.num_rows)  # (the file's metadata: the writer's)
         self.rows += rows.num_rows
         self.batches, self.waiting_bytes, self.waiting_rows = [], 0, 0
 

@@ -222,7 +222,7 @@ def write_ocsf(path: Path, batches: Iterator[pa.RecordBatch], schema: pa.Schema,
     schema = schema.with_metadata({b"ocsf_version": ocsf.OCSF_VERSION.encode()})
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
         for batch in batches:
-            table = events(batch).replace_schema_metadata(schema.metadata)
+            table = events(batch)  # (the file's metadata is the writer's schema's)
             writer.write_table(table)
             count += table.num_rows
     return count
@@ -231,11 +231,13 @@ def write_ocsf(path: Path, batches: Iterator[pa.RecordBatch], schema: pa.Schema,
 def _events(convert: Callable[[dict[str, Any]], dict[str, Any]], schema: pa.Schema,
             huntress_fields: tuple[str, ...] | None) -> Callable[[pa.RecordBatch], pa.Table]:
     """Batch -> events; with `huntress_fields`, only those of the row's `huntress` struct are read."""
-    if huntress_fields is None:
-        return lambda batch: ocsf.to_table([convert(row) for row in batch.to_pylist()], schema)
-    return lambda batch: ocsf.to_table([convert(row) for row in ocsf.narrow_huntress(
-        batch, [n for n in batch.schema.names if n != "huntress"] + ["huntress"], huntress_fields).to_pylist()],
-        schema)
+    def rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+        if huntress_fields is not None:
+            batch = ocsf.narrow_huntress(batch, [n for n in batch.schema.names if n != "huntress"] + ["huntress"],
+                                         huntress_fields)
+        return batch.to_pylist()
+
+    return lambda batch: ocsf.to_table([convert(row) for row in rows(batch)], schema)
 
 
 # An inventory's OCSF form: its file, Arrow schema and row -> event function. External ports have none: OCSF
