@@ -237,6 +237,10 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
                                 f"o.organization_name")
             con.execute(f"CREATE TEMP TABLE touched AS {touched}")
             con.execute(f"CREATE TEMP TABLE latest_versions AS {LATEST_VERSIONS_SQL}")
+            # From here on only the row queries run, and each must stream the wide parsed rows through its
+            # joins. DuckDB underestimates a filtered Parquet scan (~5k rows for 100k) and would flip the host
+            # context join to build its hash table from the rows: a whole group held (OOM at 256 MB).
+            con.execute("SET disabled_optimizers = 'build_side_probe_side'")
             versions_per_file = con.execute("SELECT src_file, count(*) FROM latest_versions GROUP BY 1 "
                                             "ORDER BY 1").fetchall()
             row_files = [src for src, _ in versions_per_file]

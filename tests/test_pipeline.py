@@ -156,6 +156,40 @@ def test_incremental_alerts_equal_a_full_rebuild(simulator, tmp_path, monkeypatc
     assert {t: table_snapshot(pipeline.lake_dir, t) for t in incremental} == incremental
 
 
+def builds_a_hash_table_from_parquet(node: dict) -> bool:
+    """A DuckDB JSON plan node whose hash join holds (builds from: its second child) rows read from Parquet."""
+    def reads_parquet(n: dict) -> bool:
+        return n.get("name") == "READ_PARQUET" or any(map(reads_parquet, n.get("children", [])))
+    children = node.get("children", [])
+    if node.get("name") == "HASH_JOIN" and reads_parquet(children[1]):
+        return True
+    return any(map(builds_a_hash_table_from_parquet, children))
+
+
+def test_a_full_alerts_build_streams_the_parsed_rows_through_its_joins(simulator, tmp_path, monkeypatch):
+    """A full build's memory is bounded only if no join holds the parsed rows: a fleet far larger than its
+    alerts is what made DuckDB (which underestimates a filtered Parquet scan) build its hash table from them."""
+    pipeline = make_pipeline(simulator, tmp_path)
+    assert pipeline.run_agents().success and pipeline.run_incidents().success
+    assets_file = pipeline.lake_dir / "agent_inventory" / "data.parquet"
+    with duckdb.connect() as con:  # ~20,000 more hosts, none with an alert
+        con.execute(f"COPY (SELECT * FROM '{assets_file}' UNION ALL SELECT a.* REPLACE (a.agent_id + g.i * 1000000 "
+                    f"AS agent_id) FROM '{assets_file}' a, range(1, 20000 // (SELECT count(*) FROM '{assets_file}') + 2)"
+                    f" g(i)) TO '{assets_file}.new' (FORMAT parquet)")
+    os.replace(f"{assets_file}.new", assets_file)
+    plans, write_all_parts = [], alerts_module.write_all_parts
+
+    def explained(lake, con, queries, *args):
+        plans.extend(json.loads(con.sql(f"EXPLAIN (FORMAT json) {query}").fetchall()[0][1])[0] for query in queries)
+        return write_all_parts(lake, con, queries, *args)
+
+    monkeypatch.setattr(alerts_module, "write_all_parts", explained)
+    monkeypatch.setattr(alerts_module, "FULL_BUILD_VERSIONS_PER_QUERY", 40)
+    assert build_alerts(Lake(pipeline.lake_dir), full=True).alerts_written > 0
+    assert len(plans) > 1 and not any(map(builds_a_hash_table_from_parquet, plans))
+    assert lake_alerts(pipeline) == truth_alerts(simulator)
+
+
 def test_a_re_walked_day_parses_only_its_new_versions_and_equals_a_full_parse(simulator, tmp_path):
     pipeline = make_pipeline(simulator, tmp_path)
     assert pipeline.run_incidents().success
