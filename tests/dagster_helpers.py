@@ -160,6 +160,13 @@ def open_catalog_read_only(lake_dir: Path) -> duckdb.DuckDBPyConnection:
     return open_catalog(lake_dir)
 
 
+def _sigint_by_default() -> None:
+    """In the child, before exec: SIGINT back to its default. A shell running the tests in the background
+    without job control (a CI script started with `&`) makes them ignore SIGINT, children included, and
+    `dagster dev` gives SIGTERM SIGINT's disposition: it would ignore SIGTERM too and never stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_dagster_dev(env: dict[str, str], cwd: Path, log, port: int, timeout: float = 180) -> subprocess.Popen:
     """`dagster dev` on `port`, in a process group of its own (everything it starts can be stopped at once);
     returns once its webserver answers, fails the test with the log's tail if it exits or never answers."""
@@ -168,7 +175,8 @@ def start_dagster_dev(env: dict[str, str], cwd: Path, log, port: int, timeout: f
 
     dagster = Path(sys.executable).with_name("dagster")
     proc = subprocess.Popen([str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=cwd, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=_sigint_by_default)
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
