@@ -212,7 +212,8 @@ class Lake:
         """A DuckDB of its own (in memory); it spills to the lake's own (local) temp directory unless given
         another. For an object-store lake, the lake's filesystem is registered, so SQL reads and writes s3://
         paths."""
-        con = duckdb.connect(config={"memory_limit": self.duckdb_memory_limit, "threads": self.duckdb_threads})
+        con = duckdb.connect(config={"memory_limit": self.duckdb_memory_limit, "threads": self.duckdb_threads,
+                                     "allocator_background_threads": True})
         spill = spill_dir or self.scratch / layout.SPILL_DIR
         self.mkdir(spill)  # DuckDB does not create missing parents of its spill dir
         con.execute(f"SET temp_directory = {sql_literal(str(spill))}")
