@@ -213,7 +213,10 @@ def _carry_over(lake: Lake, final: Path, still_raw: set[VersionKey], writer: pq.
 def _batches(lake: Lake, sources: list[Path], batch_rows: int, columns: list[str]) -> Iterator[pa.RecordBatch]:
     for path in sources:
         with lake.open_read(path) as source:
-            yield from pq.ParquetFile(source).iter_batches(batch_size=batch_rows, columns=columns)
+            # pre_buffer reads every row group's chunks up front: the whole compressed day (~40 MB at 33k
+            # incidents a day) held by each parse worker. Only an object store needs it (fewer requests).
+            yield from pq.ParquetFile(source, pre_buffer=lake.remote).iter_batches(batch_size=batch_rows,
+                                                                                   columns=columns)
 
 
 Contexts = dict[str, parsing.ParseContext]  # by account id; "*" for an account not listed
