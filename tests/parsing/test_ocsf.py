@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 
@@ -219,3 +220,19 @@ def test_an_agent_with_an_empty_os_name_and_no_platform_has_no_os() -> None:
     event = ocsf.device_inventory_info(agent_row)
     INVENTORY_INFO.validate(event)
     assert "os" not in event["device"]
+
+
+_OCTETS = st.one_of(st.integers(0, 300).map(str), st.integers(0, 9).map(lambda n: f"0{n}"),
+                    st.sampled_from(["", "a", "-1", "١", " 1", "1\n"]))
+
+
+@given(st.lists(_OCTETS, min_size=1, max_size=6).map(".".join)
+       | st.ip_addresses().map(str) | st.text(max_size=20))
+@settings(max_examples=500)
+def test_ip_or_none_takes_exactly_what_ipaddress_takes_and_prints_it_as_ipaddress_does(value: str) -> None:
+    # (its dotted-quad fast path must not widen or narrow what ipaddress accepts, nor change the text)
+    try:
+        expected = str(ipaddress.ip_address(value))
+    except ValueError:
+        expected = None
+    assert ocsf.ip_or_none(value) == expected
