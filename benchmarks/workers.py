@@ -202,7 +202,14 @@ def step_profile(instance, result, sampler: RssSampler) -> dict[str, dict[str, f
             starts[entry.step_key] = entry.timestamp
         elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and entry.step_key in starts:
             start = starts[entry.step_key]
+            inside = [(t, rss) for t, rss in sampler.samples if start <= t <= entry.timestamp]
+            tree_peak = max(((rss, t) for t, rss in sampler.tree_samples if start <= t <= entry.timestamp),
+                            default=(0, start))
             steps[entry.step_key] = {
+                # what the process held when the step began (carried from earlier steps), and when the
+                # process tree peaked (the rest of that peak is the parse workers)
+                "start_rss_mib": round(inside[0][1] / 2**20) if inside else 0,
+                "rss_at_tree_peak_mib": round(next((rss for t, rss in inside if t >= tree_peak[1]), 0) / 2**20),
                 "seconds": round(entry.timestamp - start, 2),
                 "peak_rss_mib": round(sampler.peak_between(start, entry.timestamp) / 2**20),
                 "cpu_s": round(sampler.cpu_between(start, entry.timestamp), 2),
