@@ -244,5 +244,19 @@ def build_parsed_syslog_days(lake: Lake, days: list[date | str], contexts: Conte
         yield from (build_parsed_syslog_day(lake, day, contexts) for day in days)
         return
     # spawn, not fork: the caller may be a threaded Dagster run worker.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=use_returning_arrow_pool) as pool:
         yield from pool.map(build_parsed_syslog_day, [lake] * len(days), days, [contexts] * len(days))
+
+
+def use_returning_arrow_pool() -> None:
+    """A parse worker's Arrow allocations come from jemalloc returning freed pages at once (decay 0), not
+    from the default pool (mimalloc) that keeps them: parsing one 33k-incident day, a worker's median RSS
+    went from ~365 to ~310 MiB and its peak from ~440 to ~350, same CPU. Only in the workers, which are
+    ours: a run process's Arrow pool is its own business (and its alerts build measured the same either way)."""
+    try:
+        pool = pa.jemalloc_memory_pool()
+    except NotImplementedError:  # a pyarrow built without jemalloc: the default pool it is
+        return
+    pa.set_memory_pool(pool)
+    pa.jemalloc_set_decay_ms(0)

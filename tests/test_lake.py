@@ -160,3 +160,23 @@ def test_parse_batches_hold_a_bounded_amount_of_raw_json_and_every_row():
     parts = list(_byte_bounded(batch, 10))
     assert [part.column("id").to_pylist() for part in parts] == [[0, 1], [2], [3], [4, 5, 6, 7], [8]]
     assert list(_byte_bounded(batch.slice(0, 0), 10)) == []
+
+
+def _arrow_pool_of_this_process() -> tuple[str, int, int]:
+    pool = pa.default_memory_pool()
+    buffer = pa.allocate_buffer(64 << 20)  # (alive until its pool's figure is read)
+    return pool.backend_name, pool.bytes_allocated(), buffer.size
+
+
+def test_parse_workers_allocate_arrow_memory_from_jemalloc_and_the_caller_keeps_its_pool() -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from huntress_dagster.parsed import use_returning_arrow_pool
+
+    ours = pa.default_memory_pool().backend_name
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=use_returning_arrow_pool) as pool:
+        backend, allocated, size = pool.submit(_arrow_pool_of_this_process).result()
+    assert backend == "jemalloc" and allocated >= size
+    assert pa.default_memory_pool().backend_name == ours  # the calling process keeps its own pool
