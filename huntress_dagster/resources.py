@@ -117,7 +117,8 @@ class HuntressLakeResource(dg.ConfigurableResource):
     overlap_seconds: int = Field(default=300, description="Incremental walks re-read this much before the "
                                  "committed watermark (absorbs clock skew)")
     duckdb_memory_limit: str = Field(default="512MB", description="Memory DuckDB may use in a process before it "
-                                     "spills to disk (with the parse workers, the pipeline fits a 1 GiB pod)")
+                                     "spills to disk: DuckDB's share of a run's memory, not all of it (README, "
+                                     "'Memory of a run pod')")
     excluded_indicator_domains: list[str] = Field(
         default=list(DEFAULT_EXCLUDED_INDICATOR_DOMAINS), description="Domains (and their subdomains) never "
         "taken as indicators: the vendor's own infrastructure (HUNTRESS_EXCLUDED_INDICATOR_DOMAINS)")
