@@ -11,11 +11,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from . import layout
 from .inventory import write_ocsf
-from .lake import Lake, parquet_copy_options, sql_literal
+from .lake import Lake, parquet_copy_options, parquet_writer, sql_literal
 from .parsing import ocsf, ocsf_findings
 
 ALERT_PARTS = layout.ALERT_PARTS
@@ -76,8 +75,8 @@ class _PartBuffer:
         alerts_tmp = files.enter_context(lake.atomic_path(alerts_part(lake, bucket)))
         findings_tmp = files.enter_context(lake.atomic_path(findings_part(lake, bucket)))
         # entered after their paths: each writer is closed before its file is published
-        self.alerts = files.enter_context(pq.ParquetWriter(alerts_tmp, schema, compression="zstd"))
-        self.findings = files.enter_context(pq.ParquetWriter(findings_tmp, findings_schema, compression="zstd"))
+        self.alerts = files.enter_context(parquet_writer(alerts_tmp, schema))
+        self.findings = files.enter_context(parquet_writer(findings_tmp, findings_schema))
         self.batches: list[pa.RecordBatch] = []
         self.waiting_bytes = self.waiting_rows = self.rows = 0
 

@@ -20,7 +20,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from . import layout
 from .errors import HuntressError
@@ -109,8 +108,7 @@ def write_health(lake: Lake, rows: list[dict[str, Any]], now: datetime | None = 
         return None
     now = now or datetime.now(timezone.utc)
     final = lake.root / layout.health_file(now, uuid.uuid4().hex[:8])
-    with lake.atomic_path(final) as tmp:
-        pq.write_table(pa.Table.from_pylist(rows, schema=HEALTH_SCHEMA), tmp, compression="zstd")
+    lake.write_table(final, pa.Table.from_pylist(rows, schema=HEALTH_SCHEMA))
     return final
 
 

@@ -22,7 +22,7 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from . import layout, parsing
-from .lake import Lake, sql_literal
+from .lake import Lake, parquet_writer, sql_literal
 from .parsing import ocsf, ocsf_inventory
 from .streams import AGENTS, EXTERNAL_PORTS, IDENTITIES, ORGANIZATIONS, Stream
 
@@ -206,7 +206,7 @@ def build_inventory(lake: Lake, inventory: Inventory, contexts: dict[str, parsin
                                           f"SELECT * FROM read_parquet({sql_literal(str(organizations))})")
                     params = {"now": now} if "$now" in inventory.columns_sql else None
                     table = batch_con.sql(select, params=params).to_arrow_table()
-                writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                writer = writer or parquet_writer(tmp, table.schema)
                 writer.write_table(table)
                 count += table.num_rows
             writer.close()
@@ -220,7 +220,7 @@ def write_ocsf(path: Path, batches: Iterator[pa.RecordBatch], schema: pa.Schema,
     """OCSF events (pinned version `ocsf.OCSF_VERSION`, recorded in the file) of each batch, into `path`."""
     count = 0
     schema = schema.with_metadata({b"ocsf_version": ocsf.OCSF_VERSION.encode()})
-    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+    with parquet_writer(path, schema) as writer:
         for batch in batches:
             table = events(batch)  # (the file's metadata is the writer's schema's)
             writer.write_table(table)

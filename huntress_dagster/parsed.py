@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import layout, parsing
-from .lake import SOURCE_FINGERPRINT, UTC_US, Lake, as_date
+from .lake import SOURCE_FINGERPRINT, UTC_US, Lake, as_date, parquet_writer
 from .processes import release_unused_memory
 from .quarantine import QuarantineWriter
 from .streams import STREAMS, Stream
@@ -109,7 +109,7 @@ def _write_parsed(lake: Lake, stream: Stream, account: str, day: date, ctx: pars
     schema = PARSED_SCHEMA.with_metadata({SOURCE_FINGERPRINT: fingerprint, PARSE_CONTEXT: parse_context})
     count = 0
     with lake.lock(f"parsed_syslog/{msg_class}/{account}/{day.isoformat()}"), lake.atomic_path(final) as tmp, \
-            pq.ParquetWriter(tmp, schema, compression="zstd") as writer, \
+            parquet_writer(tmp, schema) as writer, \
             QuarantineWriter(lake, stream.name, ctx.tenantid, datetime.now(timezone.utc)) as quarantine:
         parsed_before = _parsed_versions(lake, stream, final, parse_context)
         if parsed_before:  # the versions still in the raw day keep their parsed rows: only new ones are parsed

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .collect import to_json_text
-from .lake import UTC_US, Lake
+from .lake import UTC_US, Lake, parquet_writer
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class QuarantineWriter:
         if self._writer is None:
             self._path = self.lake.quarantine_path(self.stream, self.collected_at, uuid.uuid4().hex[:8])
             self._tmp = self.lake.tmp_path(self._path)
-            self._writer = pq.ParquetWriter(self._tmp, QUARANTINE_SCHEMA, compression="zstd")
+            self._writer = parquet_writer(self._tmp, QUARANTINE_SCHEMA)
         self._writer.write_table(pa.Table.from_pylist(self._rows, schema=QUARANTINE_SCHEMA))
         self._rows = []
 

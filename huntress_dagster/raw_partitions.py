@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import layout
-from .lake import COMPLETE_AS_OF, UTC_US, Lake, day_end, day_start, parquet_copy_options, sql_files, sql_literal
+from .lake import (COMPLETE_AS_OF, UTC_US, Lake, day_end, day_start, parquet_copy_options, parquet_writer, sql_files,
+                   sql_literal)
 from .streams import Stream
 
 RAW_SCHEMA = pa.schema([
@@ -154,7 +155,7 @@ class WalkedPartitions:
                 if len(writers) >= MAX_OPEN_STAGING_FILES:  # a day met again later gets another file
                     writers.pop(next(iter(writers))).close()
                 path = stage_dir / f"{day.isoformat()}-{len(staged.get(day, []))}.parquet"
-                writer = pq.ParquetWriter(path, schema, compression="zstd")
+                writer = parquet_writer(path, schema)
                 staged.setdefault(day, []).append(path)
             writer.write_table(pa.Table.from_pylist(buffers.pop(day), schema=schema), row_group_size=batch_rows)
             writers[day] = writer
@@ -270,7 +271,8 @@ class WalkedPartitions:
                         WHERE NOT EXISTS (SELECT 1 FROM fresh_digests f WHERE f.id = old.id
                                           AND f.updated_at = old.updated_at AND f.digest <> {_row_digest('old')})"""
             con.execute("SET preserve_insertion_order = false")  # streamed, not sorted: flat memory
-            options = parquet_copy_options(RAW_ROW_GROUP_ROWS, **self._marker_metadata(marker))
+            options = parquet_copy_options(RAW_ROW_GROUP_ROWS, string_dictionaries=False,
+                                           **self._marker_metadata(marker))
             con.execute(f"COPY ({query}) TO {sql_literal(str(tmp))} {options}")
 
     def _count_versions(self, staged_files: list[Path], stats: CommitStats, created_since: datetime | None) -> None:
@@ -308,7 +310,7 @@ class Snapshots:
     def write(self, rows: Iterable[dict[str, Any]], collected_at: datetime, batch_rows: int = 5_000) -> tuple[Path, int]:
         final = self.lake.root / layout.snapshot_file(self.stream, self.account, collected_at)
         count = 0
-        with self.lake.atomic_path(final) as tmp, pq.ParquetWriter(tmp, SNAPSHOT_SCHEMA, compression="zstd") as writer:
+        with self.lake.atomic_path(final) as tmp, parquet_writer(tmp, SNAPSHOT_SCHEMA) as writer:
             batch: list[dict[str, Any]] = []
             for row in rows:
                 batch.append(row)

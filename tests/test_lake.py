@@ -83,6 +83,41 @@ def test_a_day_new_to_the_lake_is_published_as_staged_and_one_with_a_partition_i
     assert pq.read_table(other.day_path(day.date())).num_rows == 1
 
 
+def _dictionary_encoded(path) -> dict[str, bool]:
+    row_group = pq.ParquetFile(path).metadata.row_group(0)
+    return {row_group.column(i).path_in_schema: row_group.column(i).has_dictionary_page
+            for i in range(row_group.num_columns)}
+
+
+def test_whole_documents_are_written_without_a_dictionary_and_other_columns_with_one(tmp_path):
+    """A dictionary of raw JSON or incident bodies never pays (every value differs) and hashing each value
+    cost ~40% of writing the column; the short columns keep theirs (repeated tenants, statuses, names)."""
+    lake = Lake(tmp_path / "lake")
+    walked = lake.walked(INCIDENT_REPORTS, "1")
+    day = datetime(2026, 11, 20, tzinfo=UTC)
+    for hour in (1, 2):  # published as staged (pyarrow), then merged with the stored day (DuckDB's COPY)
+        collected_at = day + timedelta(days=2, hours=hour)
+        rows = [{"tenantid": "t", "account_id": 1, "organization_id": 2, "id": i, "updated_at": day + timedelta(
+            minutes=i), "collected_at": collected_at, "raw_json": json.dumps({"id": i, "body": "x" * i}),
+            "remediations_json": None} for i in range(hour * 50)]
+        stage_dir = tmp_path / f"stage-{hour}"
+        stage_dir.mkdir()
+        staged = walked.stage(rows, stage_dir, complete_as_of=collected_at)
+        if hour == 1:
+            encoded = _dictionary_encoded(staged[day.date()][0])
+            assert encoded["tenantid"] and not encoded["raw_json"]
+        walked.commit([day.date()], staged, collected_at, proven_days={day.date()})
+        assert not _dictionary_encoded(walked.day_path(day.date()))["raw_json"]
+    assert pq.read_table(walked.day_path(day.date())).num_rows == 100
+
+    table = pa.table({"body": [f"<p>report {i}</p>" for i in range(100)], "huntress": [
+        {"status": "closed", "subject": f"s{i}"} for i in range(100)]})
+    lake.write_table(lake.root / "t.parquet", table)
+    encoded = _dictionary_encoded(lake.root / "t.parquet")
+    assert encoded == {"body": False, "huntress.status": True, "huntress.subject": True}
+    assert pq.read_table(lake.root / "t.parquet").equals(table)
+
+
 def test_a_single_account_lake_of_the_first_wave_is_moved_under_its_account(tmp_path):
     lake = Lake(tmp_path / "lake")
     legacy = [lake.root / "raw_incidents" / "day=2026-11-01" / "data.parquet",
