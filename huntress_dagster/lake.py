@@ -81,7 +81,8 @@ def _dictionary_columns(schema: pa.Schema) -> tuple[str, ...]:
 
 def parquet_writer(where: Any, schema: pa.Schema) -> pq.ParquetWriter:
     """A Parquet writer for a lake file: zstd, dictionaries for every column but whole documents."""
-    return pq.ParquetWriter(where, schema, compression="zstd", use_dictionary=list(_dictionary_columns(schema.remove_metadata())))
+    dictionary_columns = _dictionary_columns(schema.remove_metadata())  # (cached by the bare schema)
+    return pq.ParquetWriter(where, schema, compression="zstd", use_dictionary=list(dictionary_columns))
 
 
 def parquet_copy_options(row_group_rows: int, *, string_dictionaries: bool = True, **kv_metadata: str) -> str:

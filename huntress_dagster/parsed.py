@@ -253,7 +253,7 @@ def use_returning_arrow_pool() -> None:
     """A parse worker's Arrow allocations come from jemalloc returning freed pages at once (decay 0), not
     from the default pool (mimalloc) that keeps them: parsing one 33k-incident day, a worker's median RSS
     went from ~365 to ~310 MiB and its peak from ~440 to ~350, same CPU. Only in the workers, which are
-    ours: a run process's Arrow pool is its own business (and its alerts build measured the same either way)."""
+    ours: a run process's Arrow pool is its own business (its alerts build measured the same either way)."""
     try:
         pool = pa.jemalloc_memory_pool()
     except NotImplementedError:  # a pyarrow built without jemalloc: the default pool it is

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import layout
-from .lake import (COMPLETE_AS_OF, UTC_US, Lake, day_end, day_start, parquet_copy_options, parquet_writer, sql_files,
-                   sql_literal)
+from .lake import (COMPLETE_AS_OF, UTC_US, Lake, day_end, day_start, parquet_copy_options, parquet_writer,
+                   sql_files, sql_literal)
 from .streams import Stream
 
 RAW_SCHEMA = pa.schema([

@@ -46,6 +46,12 @@ def test_staging_holds_at_most_a_batch_across_days_and_keeps_every_row(tmp_path,
     assert all(len(paths) == 1 for paths in staged.values())  # a walk in day order: one file per day
 
 
+def _raw_row(record_id: int, updated_at: datetime, collected_at: datetime, record: dict) -> dict:
+    """A walked incident row of account 1 (what `WalkedPartitions.stage` takes)."""
+    return {"tenantid": "t", "account_id": 1, "organization_id": 2, "id": record_id, "updated_at": updated_at,
+            "collected_at": collected_at, "raw_json": json.dumps(record), "remediations_json": None}
+
+
 def test_a_day_new_to_the_lake_is_published_as_staged_and_one_with_a_partition_is_merged(tmp_path):
     lake = Lake(tmp_path / "lake")
     walked = lake.walked(INCIDENT_REPORTS, "1", scope="s1")
@@ -53,9 +59,7 @@ def test_a_day_new_to_the_lake_is_published_as_staged_and_one_with_a_partition_i
     walk_started = day + timedelta(days=2)
 
     def walk(ids: range, collected_at: datetime, proven: bool) -> list:
-        rows = [{"tenantid": "t", "account_id": 1, "organization_id": 2, "id": i, "updated_at": day + timedelta(
-            minutes=i), "collected_at": collected_at, "raw_json": json.dumps({"id": i}), "remediations_json": None}
-            for i in ids]
+        rows = [_raw_row(i, day + timedelta(minutes=i), collected_at, {"id": i}) for i in ids]
         stage_dir = tmp_path / f"stage-{collected_at:%d%H}"
         stage_dir.mkdir()
         staged = walked.stage(rows, stage_dir, complete_as_of=collected_at)
@@ -97,9 +101,8 @@ def test_whole_documents_are_written_without_a_dictionary_and_other_columns_with
     day = datetime(2026, 11, 20, tzinfo=UTC)
     for hour in (1, 2):  # published as staged (pyarrow), then merged with the stored day (DuckDB's COPY)
         collected_at = day + timedelta(days=2, hours=hour)
-        rows = [{"tenantid": "t", "account_id": 1, "organization_id": 2, "id": i, "updated_at": day + timedelta(
-            minutes=i), "collected_at": collected_at, "raw_json": json.dumps({"id": i, "body": "x" * i}),
-            "remediations_json": None} for i in range(hour * 50)]
+        rows = [_raw_row(i, day + timedelta(minutes=i), collected_at, {"id": i, "body": "x" * i})
+                for i in range(hour * 50)]
         stage_dir = tmp_path / f"stage-{hour}"
         stage_dir.mkdir()
         staged = walked.stage(rows, stage_dir, complete_as_of=collected_at)
