@@ -183,15 +183,12 @@ def run_status(args: argparse.Namespace) -> int:
 def _exit_with(pid: int) -> None:
     import threading
 
-    def watch() -> None:
-        while True:
+    from .processes import process_alive
+
+    def watch() -> None:  # process_alive: a dev CLI that exited but is not reaped yet (a zombie) is gone too
+        while process_alive(pid):
             time.sleep(2)
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                os._exit(0)
-            except PermissionError:
-                pass
+        os._exit(0)
 
     threading.Thread(target=watch, daemon=True).start()
 
