@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from . import layout, parsing
 from .lake import Lake, parquet_writer, sql_literal
-from .parsing import ocsf, ocsf_inventory
+from .parsing import ocsf, ocsf_devices, ocsf_inventory
 from .streams import AGENTS, EXTERNAL_PORTS, IDENTITIES, ORGANIZATIONS, Stream
 
 STALE_AFTER_DAYS = 30
@@ -228,27 +228,22 @@ def write_ocsf(path: Path, batches: Iterator[pa.RecordBatch], schema: pa.Schema,
     return count
 
 
-def _events(convert: Callable[[dict[str, Any]], dict[str, Any]], schema: pa.Schema,
-            huntress_fields: tuple[str, ...] | None) -> Callable[[pa.RecordBatch], pa.Table]:
-    """Batch -> events; with `huntress_fields`, only those of the row's `huntress` struct are read."""
-    def rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
-        if huntress_fields is not None:
-            batch = ocsf.narrow_huntress(batch, [n for n in batch.schema.names if n != "huntress"] + ["huntress"],
-                                         huntress_fields)
-        return batch.to_pylist()
-
-    return lambda batch: ocsf.to_table([convert(row) for row in rows(batch)], schema)
+def _row_events(convert: Callable[[dict[str, Any]], dict[str, Any]], schema: pa.Schema
+                ) -> Callable[[pa.RecordBatch], pa.Table]:
+    """Batch -> events, one Python row at a time (for an inventory with few rows: identities)."""
+    return lambda batch: ocsf.to_table([convert(row) for row in batch.to_pylist()], schema)
 
 
-# An inventory's OCSF form: its file, Arrow schema and row -> event function. External ports have none: OCSF
+# An inventory's OCSF form: its file, Arrow schema and batch -> events function. External ports have none: OCSF
 # 1.5.0 has no port attribute on devices or interfaces (1.6.0 adds network_interfaces[].open_ports).
 # The OCSF table (its view and asset name) each inventory with an OCSF form is written beside.
 OCSF_TABLES = {"agent_inventory": "ocsf_device_inventory_info", "identities": "ocsf_user_inventory_info"}
-OCSF_FORMS = {  # file, schema, row -> event, the columns and `huntress` fields the event reads (None: all)
-    "agent_inventory": (layout.DEVICE_INVENTORY_FILE, ocsf.DEVICE_INVENTORY_INFO_SCHEMA, ocsf.device_inventory_info,
-                        ["tenantid", "huntress"], ocsf.DEVICE_INVENTORY_HUNTRESS_FIELDS),
+OCSF_FORMS = {  # file, schema, batch -> events, the columns the events read (None: all)
+    "agent_inventory": (layout.DEVICE_INVENTORY_FILE, ocsf.DEVICE_INVENTORY_INFO_SCHEMA,
+                        ocsf_devices.device_inventory_infos,  # column-wise: 100k agents and more
+                        ["tenantid", *(f"huntress.{name}" for name in ocsf.DEVICE_INVENTORY_HUNTRESS_FIELDS)]),
     "identities": (layout.USER_INVENTORY_FILE, ocsf_inventory.USER_INVENTORY_INFO_SCHEMA,
-                   ocsf_inventory.user_inventory_info, None, None),
+                   _row_events(ocsf_inventory.user_inventory_info, ocsf_inventory.USER_INVENTORY_INFO_SCHEMA), None),
 }
 
 
@@ -258,9 +253,9 @@ def write_ocsf_form(lake: Lake, inventory: Inventory, batch_rows: int = 10_000) 
     source = inventory_path(lake, inventory)
     if not source.exists():
         return 0
-    file, schema, convert, columns, huntress_fields = OCSF_FORMS[inventory.table]
-    with lake.lock(file), lake.atomic_path(lake.root / file) as tmp:
-        with lake.open_read(source) as handle:
-            batches = pq.ParquetFile(handle).iter_batches(batch_size=batch_rows, columns=columns)
-            return write_ocsf(tmp, batches, schema, _events(convert, schema, huntress_fields))
+    file, schema, events, columns = OCSF_FORMS[inventory.table]
+    with lake.lock(file), lake.atomic_path(lake.root / file) as tmp, lake.open_read(source) as handle:
+        # (a nested path reads only that field of the `huntress` struct)
+        batches = pq.ParquetFile(handle).iter_batches(batch_size=batch_rows, columns=columns)
+        return write_ocsf(tmp, batches, schema, events)
 

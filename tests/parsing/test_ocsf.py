@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jsonschema
@@ -15,12 +16,15 @@ from hypothesis import strategies as st
 from ocsf_json_schema import OcsfJsonSchemaEmbedded, get_ocsf_schema
 
 from huntress_dagster.parsing import (
+    AGENT_CLASS,
     ParseContext,
     asset_fields,
     host_context,
     normalize_agent,
     normalize_incident,
+    normalize_records,
     ocsf,
+    ocsf_devices,
     ocsf_findings,
 )
 
@@ -212,6 +216,40 @@ def test_events_from_arbitrary_field_values_stay_valid(incident: dict, agent: di
     INVENTORY_INFO.validate(ocsf.device_inventory_info(agent_row))
     incident_row = normalize_incident(json.dumps({"id": 9, **incident}), CONTEXT)
     DETECTION_FINDING.validate(ocsf.detection_finding(alert_with_host(incident_row, agent_row)))
+
+
+_DEVICE_VALUES = {  # what the column-wise form decides itself, and what it hands to Python
+    "ipv4_address": st.sampled_from(["10.0.0.7", "10.0.0.07", "256.1.1.1", "2001:DB8::1", "", " 10.0.0.7"]),
+    "mac_addresses": st.lists(st.sampled_from(["00:1A:2b:3C:4d:5E", "00-1a-2b-3c-4d-5e", "00:1a", "", None]),
+                              max_size=3),
+    "os": st.sampled_from(["Windows Server 2019", "SERVER", "Windows 11", "", "Ṡerver", "ſerver", "İServer"]),
+    "platform": st.sampled_from(["windows", "darwin", "linux", "haiku", ""]),
+    "tags": st.lists(st.sampled_from(["Server", "", "Production"]) | st.none(), max_size=3),
+    "updated_at": st.sampled_from(["2026-11-30T12:00:00.123456Z", "2026-11-30T12:00:00Z", "1969-12-31T23:59:59.9995Z"]),
+}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.dictionaries(st.sampled_from(_AGENT_FIELDS + ["defender_status", "tamper_protection_actual"]),
+                                _ANY) | st.fixed_dictionaries({}, optional=_DEVICE_VALUES), min_size=1, max_size=8))
+def test_device_inventory_infos_of_a_batch_equal_the_row_by_row_ones(agents: list[dict]) -> None:
+    """The batch form builds each attribute column-wise: same values, same nulls, same dropped objects."""
+    raws = [json.dumps({"id": index, **agent}) for index, agent in enumerate(agents)]
+    parsed = normalize_records(AGENT_CLASS, raws, CONTEXT)
+    batch = parsed.select(["tenantid", "huntress"]).combine_chunks().to_batches()[0]
+    before = ocsf._millis(datetime.now(UTC))
+    rows = [ocsf.device_inventory_info(row) for row in batch.to_pylist()]
+    expected = ocsf.to_table(rows, ocsf.DEVICE_INVENTORY_INFO_SCHEMA)
+    for events in (ocsf_devices.device_inventory_infos(batch), ocsf_devices.device_inventory_infos(batch.slice(1))):
+        wanted = expected.slice(len(expected) - len(events))
+        assert events.drop_columns(["time"]).equals(wanted.drop_columns(["time"]))
+        after = ocsf._millis(datetime.now(UTC))
+        for got, want, agent in zip(events.column("time").to_pylist(), wanted.column("time").to_pylist(),
+                                    batch.slice(len(batch) - len(events)).column("huntress").to_pylist(), strict=True):
+            if any(agent[name] for name in ("updated_at", "created_at", "last_callback_at")):
+                assert got == want
+            else:  # no time at all: the processing time, which moved on between the two
+                assert before <= got <= after
 
 
 def test_an_agent_with_an_empty_os_name_and_no_platform_has_no_os() -> None:
