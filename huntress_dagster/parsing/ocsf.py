@@ -22,7 +22,6 @@ from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 OCSF_VERSION = "1.5.0"
 VENDOR = "Huntress"
@@ -67,32 +66,14 @@ DETECTION_FINDING_INPUTS = (
     *dict.fromkeys(column for column, _, _ in OBSERVABLE_TYPES),
 )
 
-# The fields of the `huntress` struct (the parsed API object) each event reads: a caller narrows the struct
-# to these before converting rows to Python (`narrow_huntress`), since the whole struct (~80 fields, an
-# incident's remediations and a signal's details among them) would be most of the conversion's cost.
-DETECTION_FINDING_HUNTRESS_FIELDS = (
-    "id", "status", "created_at", "updated_at", "status_updated_at", "subject", "summary", "indicator_types",
-    "agent_id", "platform", "severity", "organization_id", "account_id", "remediations_total",
-)
+# The fields of the `huntress` struct (the parsed API object) a Device Inventory Info reads: its reader
+# takes only these from the agent inventory's ~80 (`inventory.write_ocsf_form`).
 DEVICE_INVENTORY_HUNTRESS_FIELDS = (
     "id", "hostname", "domain_name", "ipv4_address", "mac_addresses", "os", "platform", "os_build_version",
     "tags", "serial_number", "arch", "version", "created_at", "updated_at", "last_callback_at",
     "defender_status", "defender_substatus", "defender_policy_status", "firewall_status",
     "tamper_protection_configured", "tamper_protection_actual", "external_ip", "organization_id", "account_id",
 )
-
-
-def narrow_huntress(batch: pa.RecordBatch, columns: Iterable[str], fields: Iterable[str]) -> pa.RecordBatch:
-    """`columns` of the batch, its `huntress` struct column cut to `fields` (no copy of the data)."""
-    arrays, names = [], list(columns)
-    for name in names:
-        column = batch.column(name)
-        if name == "huntress":
-            fields = list(fields)
-            column = pa.StructArray.from_arrays([pc.struct_field(column, f) for f in fields], fields,
-                                                mask=column.is_null())
-        arrays.append(column)
-    return pa.RecordBatch.from_arrays(arrays, names)
 
 
 _OS = pa.struct([("name", pa.string()), ("type_id", pa.int32()), ("build", pa.string())])

@@ -141,20 +141,48 @@ def test_events_fit_their_arrow_schemas() -> None:
     json.dumps(findings)  # plain JSON: no datetimes or other Python objects inside
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(0, 100), st.sampled_from([None, "", "ws-01"]),
-                          st.sampled_from([None, "", "not an ip", "203.0.113.9", "2001:DB8::1"]),
-                          st.lists(st.none() | st.text(max_size=5), max_size=3) | st.none()),
+_ALERT_VALUES = {  # per alert: what the column-wise form decides itself, and what it hands to Python
+    "hostname": st.sampled_from([None, "", "ws-01"]),
+    "host_external_ip": st.sampled_from([None, "", "not an ip", "203.0.113.9", "2001:DB8::1"]),
+    "host_ipv4": st.sampled_from([None, "10.0.0.7", "10.0.0.07", "::1"]),
+    "host_os": st.sampled_from([None, "", "Windows Server 2022", "macOS 14"]),
+    "host_mac_addresses": st.none() | st.lists(st.sampled_from(["00:1a:2b:3c:4d:5e", "nope", None]), max_size=2),
+    "users": st.none() | st.lists(st.none() | st.text(max_size=5), max_size=3),
+    "severity_id": st.sampled_from([None, 0, 3, 5, 99]),
+    "status_id": st.sampled_from([None, 0, 1, 4, 99]),
+    "security_product": st.sampled_from([None, "", "Huntress Managed EDR"]),
+    "alert_uid": st.sampled_from([None, "", "a-1"]),
+    "portal_url": st.sampled_from([None, "https://acme.huntress.io/incident_reports/1"]),
+}
+_INCIDENT_VALUES = {  # per alert, in its `huntress` object
+    "id": st.sampled_from([None, 1, 2]),
+    "status": st.sampled_from([None, "sent", "closed", "dismissed", "partner_dismissed", "odd"]),
+    "subject": st.sampled_from([None, "", "Ransomware"]),
+    "agent_id": st.sampled_from([None, 17]),
+    "platform": st.sampled_from([None, "", "windows", "linux"]),
+    "indicator_types": st.none() | st.lists(st.sampled_from(["footholds", None]), max_size=2),
+    "created_at": st.sampled_from([None, datetime(2026, 11, 1, tzinfo=UTC)]),
+    "updated_at": st.sampled_from([None, datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC),
+                                   datetime(2026, 11, 2, 3, 4, 5, 6789, tzinfo=UTC)]),  # before, at, after
+}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 100), st.fixed_dictionaries({}, optional=_ALERT_VALUES),
+                          st.fixed_dictionaries({}, optional=_INCIDENT_VALUES)),
                 min_size=1, max_size=6))
 def test_findings_of_a_batch_equal_the_row_by_row_ones(cases: list) -> None:
-    """The batch form builds observables column-wise: same order, same skipped values, same nulls."""
+    """The batch form builds every attribute column-wise: same values, same nulls, same dropped objects."""
     agent = golden_rows("agent_")[0]
     incidents = [row for row in golden_rows("incident_")  # (with no time at all, `time` is the processing time)
                  if any(row["huntress"].get(key) for key in ("updated_at", "created_at", "status_updated_at"))]
     alerts = []
-    for index, hostname, external_ip, users in cases:
+    for index, alert_values, incident_values in cases:
         alert = alert_with_host(incidents[index % len(incidents)], agent if index % 2 else None)
-        alert.update(hostname=hostname, host_external_ip=external_ip, users=users)
+        alert.update(alert_values)
+        alert["huntress"] = {**alert["huntress"], **incident_values}
+        if not any(alert["huntress"].get(key) for key in ("updated_at", "created_at", "status_updated_at")):
+            alert["huntress"]["status_updated_at"] = datetime(2026, 11, 3, tzinfo=UTC)
         alerts.append({column: alert.get(column) for column in ocsf.DETECTION_FINDING_INPUTS})
     expected = ocsf.to_table([ocsf.detection_finding(alert) for alert in alerts], ocsf.DETECTION_FINDING_SCHEMA)
     batch = pa.RecordBatch.from_pylist(alerts)
