@@ -40,7 +40,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
@@ -50,6 +49,8 @@ from .errors import HuntressConfigError
 from .processes import process_alive
 
 if TYPE_CHECKING:
+    import duckdb
+
     from .raw_partitions import Snapshots, WalkedPartitions
     from .streams import Stream
 
@@ -73,7 +74,7 @@ DOCUMENT_COLUMNS = frozenset({"raw_json", "body"})
 def _dictionary_columns(schema: pa.Schema) -> tuple[str, ...]:
     """Parquet leaf paths of `schema` ("huntress.status", "files.list.element") outside DOCUMENT_COLUMNS."""
     sink = pa.BufferOutputStream()
-    pq.write_table(schema.empty_table(), sink)
+    pq.ParquetWriter(sink, schema).close()  # (not pq.write_table: it imports pandas, ~50 MiB a parse worker)
     parquet_schema = pq.ParquetFile(pa.BufferReader(sink.getvalue())).schema
     paths = (parquet_schema.column(i).path for i in range(len(parquet_schema)))
     return tuple(path for path in paths if path.split(".", 1)[0] not in DOCUMENT_COLUMNS)
@@ -238,6 +239,8 @@ class Lake:
         """A DuckDB of its own (in memory); it spills to the lake's own (local) temp directory unless given
         another. For an object-store lake, the lake's filesystem is registered, so SQL reads and writes s3://
         paths."""
+        import duckdb  # (here: a parse worker, which never connects, spares its ~16 MiB)
+
         con = duckdb.connect(config={"memory_limit": self.duckdb_memory_limit, "threads": self.duckdb_threads,
                                      "allocator_background_threads": True})
         spill = spill_dir or self.scratch / layout.SPILL_DIR
@@ -533,6 +536,8 @@ CATALOG_STORAGE_VERSION = "v1.0.0"
 
 def connect_catalog(path: str | os.PathLike, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A DuckDB file that, if created or written, keeps the 1.x-compatible storage format."""
+    import duckdb
+
     return duckdb.connect(str(path), read_only=read_only,
                           config={"storage_compatibility_version": CATALOG_STORAGE_VERSION})
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from huntress_dagster.lake import Lake
+from huntress_dagster.lake import Lake, parquet_writer
 from huntress_dagster.streams import INCIDENT_REPORTS
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
 def test_staging_holds_at_most_a_batch_across_days_and_keeps_every_row(tmp_path, monkeypatch):
@@ -206,15 +209,30 @@ def _arrow_pool_of_this_process() -> tuple[str, int, int]:
     return pool.backend_name, pool.bytes_allocated(), buffer.size
 
 
-def test_parse_workers_allocate_arrow_memory_from_jemalloc_and_the_caller_keeps_its_pool() -> None:
+def _parse_without_pandas(lake_dir: str) -> tuple[bool, int]:
+    """In a parse worker: normalize a golden incident (Python values into Arrow) and write it to the lake."""
+    import sys
+
+    from huntress_dagster import parsing
+
+    raw = next(GOLDEN.glob("incident_*")).joinpath("input.json").read_bytes()
+    table = parsing.normalize_records(parsing.INCIDENT_CLASS, [raw], parsing.ParseContext("t", "T", "h", None))
+    with parquet_writer(Path(lake_dir) / "one.parquet", table.schema) as writer:
+        writer.write_table(table)
+    return "pandas" in sys.modules, pq.read_metadata(Path(lake_dir) / "one.parquet").num_rows
+
+
+def test_parse_workers_allocate_arrow_memory_from_jemalloc_and_the_caller_keeps_its_pool(tmp_path) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from huntress_dagster.parsed import use_returning_arrow_pool
+    from huntress_dagster.parsed import prepare_parse_worker
 
     ours = pa.default_memory_pool().backend_name
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=use_returning_arrow_pool) as pool:
+                             initializer=prepare_parse_worker) as pool:
         backend, allocated, size = pool.submit(_arrow_pool_of_this_process).result()
+        # pyarrow imports pandas at its first conversion of Python values: refused, it parses without it
+        assert pool.submit(_parse_without_pandas, str(tmp_path)).result() == (False, 1)
     assert backend == "jemalloc" and allocated >= size
     assert pa.default_memory_pool().backend_name == ours  # the calling process keeps its own pool
