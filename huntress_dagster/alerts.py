@@ -9,12 +9,14 @@ its OCSF Detection Finding form. Built incrementally from the parsed days that c
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from . import layout
 from .alert_parts import (
@@ -59,8 +61,7 @@ SELECT * FROM (
                        ELSE [huntress.organization_id] END) AS oid,
            huntress.account_id AS aid, huntress.updated_at AS updated_at, collected_at,
            CAST(day AS VARCHAR) AS day, filename::parsed_file AS src_file, file_row_number AS src_row
-    FROM read_parquet({files}, hive_partitioning = true, union_by_name = true, filename = true,
-                      file_row_number = true))
+    FROM read_parquet({files}, hive_partitioning = true, {union}filename = true, file_row_number = true))
 QUALIFY row_number() OVER (PARTITION BY tenantid, cls, hid, oid, aid, updated_at
                            ORDER BY collected_at DESC, src_file, src_row) = 1
 """
@@ -86,8 +87,7 @@ WHERE updated_at IS NOT DISTINCT FROM object_updated_at AND collected_at = objec
 ALERT_ROWS_SQL = """
 WITH latest AS (
     SELECT p.*, l.oid, l.version_count, l.first_collected_at
-    FROM read_parquet({files}, hive_partitioning = true, union_by_name = true, filename = true,
-                      file_row_number = true) p
+    FROM read_parquet({files}, hive_partitioning = true, {union}filename = true, file_row_number = true) p
     JOIN {versions} l ON p.filename = l.src_file AND p.file_row_number = l.src_row  -- exactly one row
      -- and the right one: a file re-parsed since the versions were read yields no row, not another record
      AND p.huntress.id = l.hid AND p.huntress.updated_at IS NOT DISTINCT FROM l.updated_at
@@ -151,18 +151,39 @@ def _day_of(source: str) -> str:
     return source.rsplit("/", 1)[1]
 
 
-def _alerts_sources(lake: Lake, files: dict[str, Path]) -> dict[str, Any]:
+def _alerts_sources(lake: Lake, files: dict[str, Path]) -> tuple[dict[str, Any], bool]:
     """What the alerts would be built from now: the format, the assets file's signature (host context), and
-    each parsed file's source fingerprint (which changes whenever its day is re-parsed)."""
-    days = {}
+    each parsed file's source fingerprint (which changes whenever its day is re-parsed); and whether every
+    parsed file has the same schema (from the same footers)."""
+    days, schemas = {}, set()
     for source, path in files.items():
-        fingerprint = lake.file_metadata(path).get(SOURCE_FINGERPRINT)
+        metadata = lake.file_metadata(path)
+        fingerprint = metadata.get(SOURCE_FINGERPRINT)
         days[source] = fingerprint.decode() if fingerprint else lake.signature(path)
+        schemas.add(_arrow_schema(metadata))
     assets = lake.root / layout.AGENT_INVENTORY_FILE
     organizations = lake.root / layout.inventory_file("organizations")
     return {"format": ALERTS_FORMAT_VERSION, "assets": lake.signature(assets) if assets.exists() else "",
             "organizations": lake.signature(organizations) if organizations.exists() else "",
-            "days": days}
+            "days": days}, len(schemas) <= 1 and None not in schemas
+
+
+def _arrow_schema(metadata: dict[bytes, bytes]) -> bytes | None:
+    """The Arrow schema pyarrow's writer keeps in a file's footer, without its metadata (None: not written by
+    pyarrow). Not FileMetaData.schema: building it retained ~4 MB per day file of 33k incidents."""
+    stored = metadata.get(b"ARROW:schema")
+    if stored is None:
+        return None
+    schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(stored)))
+    return schema.remove_metadata().serialize().to_pybytes()
+
+
+def _union_option(same_schema: bool) -> str:
+    """read_parquet's union_by_name, only for files of several schemas (written by different parser versions):
+    with it, DuckDB opens every listed file before reading any and holds their metadata through the query.
+    A day of 33k incidents has ~100 row groups, ~1.4 MB of footer: at 1M, reading one field of the version
+    keys peaked at 650 MiB with it, 405 without."""
+    return "" if same_schema else "union_by_name = true, "
 
 
 # Host context in alerts, and where it comes from in assets.
@@ -196,7 +217,8 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
     state = lake.root / layout.ALERTS_STATE
     with lake.lock("alerts"):
         files = _parsed_alert_files(lake)
-        sources = _alerts_sources(lake, files)
+        sources, same_schema = _alerts_sources(lake, files)
+        union = _union_option(same_schema)
         if not sources["days"]:
             return AlertsBuild(rows=0, mode="unchanged")
         previous = json.loads(state.read_text()) if state.exists() else None
@@ -218,7 +240,7 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
             organizations = "organizations" if "organizations" in views else NO_ORGANIZATIONS_SQL
             paths = sorted(str(p) for p in files.values())  # (sorted: the ENUM orders as the paths do)
             con.execute(f"CREATE TYPE parsed_file AS ENUM ({_sql_values(paths)})")
-            con.execute("CREATE TEMP TABLE versions AS " + VERSION_KEYS_SQL.format(files=_sql_list(paths)))
+            con.execute("CREATE TEMP TABLE versions AS " + VERSION_KEYS_SQL.format(files=_sql_list(paths), union=union))
             touched = f"SELECT DISTINCT {', '.join(VERSION_KEY_COLUMNS)} FROM versions"
             if incremental:
                 parts = _sql_list([str(alerts_part(lake, b)) for b in range(ALERT_PARTS)])
@@ -258,7 +280,7 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
                 # (no touched key: any file will do, the join with no latest version yields no row)
                 return ALERT_ROWS_SQL.format(files=_sql_list(row_files or [str(next(iter(files.values())))]),
                                              versions=versions, only_files=only, assets=assets,
-                                             organizations=organizations)
+                                             organizations=organizations, union=union)
 
             if incremental:  # the touched rows, once, to compare with what alerts holds
                 con.execute(f"CREATE TEMP TABLE new_alerts AS SELECT *, {bucket_of('huntress_id')} AS part "
