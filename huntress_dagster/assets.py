@@ -15,7 +15,7 @@ from .connections import cached_accounts, discover_accounts, remember_accounts
 from .errors import HuntressError
 from .inventory import INVENTORIES, OCSF_TABLES, ORGANIZATIONS_INVENTORY, Inventory, build_inventory
 from .lake import Lake
-from .parsed import build_parsed_syslog_days
+from .parsed import PREVIEW_COLUMNS, build_parsed_syslog_days, newest_incidents
 from .raw_assets import GROUP, add_partition_metadata, run_result, snapshot_raw_asset, walked_raw_asset
 from .resources import HuntressLakeResource, HuntressResource
 from .streams import ALERT_STREAMS, INCIDENT_REPORTS, STREAMS
@@ -95,12 +95,7 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
         context.log.info(f"parsed_syslog: {totals} over {len(context.partition_keys)} day(s), "
                          f"{skipped} unchanged part(s) skipped; {parsed} row(s) parsed, {carried_over} carried over "
                          "from versions parsed before")
-        days = f"'{context.partition_keys[0]}' AND '{context.partition_keys[-1]}'"
-        rows = store.preview(f"""
-            SELECT msg_class, huntress.id AS id, huntress.status AS status, parse_level,
-                   len(processes) AS processes, len(sha256) AS sha256, len(domains) AS domains
-            FROM parsed_syslog WHERE day BETWEEN {days} AND msg_class = '{INCIDENT_REPORTS.msg_class}'
-            ORDER BY timestamp DESC""") if totals[INCIDENT_REPORTS.msg_class] else []
+        rows = newest_incidents(store, list(context.partition_keys)) if totals[INCIDENT_REPORTS.msg_class] else []
         add_partition_metadata(context, per_day)  # each day's rows; the run's figures on its newest day
         return run_result(context, {
             **{f"run_{s.name}_rows": totals[s.msg_class] for s in STREAMS},
@@ -108,8 +103,7 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
             "rows_parsed": parsed, "rows_carried_over": carried_over,
             "records_quarantined": quarantined,
             **table_metadata(store, "parsed_syslog", None),
-            "preview": preview_table(rows, ["msg_class", "id", "status", "parse_level", "processes", "sha256",
-                                             "domains"]),
+            "preview": preview_table(rows, PREVIEW_COLUMNS),
         })
 
     @dg.multi_asset(specs=[
