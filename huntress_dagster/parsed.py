@@ -258,27 +258,23 @@ def newest_incidents(lake: Lake, days: list[str], limit: int = 5) -> list[dict[s
     """The newest incident reports parsed on the newest of `days` that has any (run metadata), with their entity
     counts. Read with pyarrow from that day's files, a few fields each: a DuckDB query over the day (or the
     table's view, which opens every file of the lake) peaked at ~800 MiB at 1M incidents."""
-    for day in sorted(days, reverse=True):
-        files = [path for path in lake.glob(layout.parsed_glob(parsing.INCIDENT_CLASS))
-                 if path.parent.name == f"day={day}"]
+    files_by_day: dict[str, list[Any]] = {}
+    for path in lake.glob(layout.parsed_glob(parsing.INCIDENT_CLASS)):  # (listed once)
+        files_by_day.setdefault(path.parent.name.removeprefix("day="), []).append(path)
+    for day in sorted(set(days) & files_by_day.keys(), reverse=True):
         tables = []
-        for path in files:
+        for path in files_by_day[day]:
             with lake.open_read(path) as source:
                 tables.append(pq.ParquetFile(source).read(columns=[
                     "msg_class", "timestamp", "huntress.id", "huntress.status", "parse_level", "processes", "sha256",
                     "domains"]))
-        rows = pa.concat_tables(tables) if tables else None
-        if rows is None or not rows.num_rows:
-            continue
-        newest = rows.take(pc.select_k_unstable(rows, limit, [("timestamp", "descending")]))
-        huntress = newest.column("huntress").combine_chunks()
-        return [{"msg_class": m, "id": i, "status": st, "parse_level": level, "processes": len(pr or ()),
-                 "sha256": len(sh or ()), "domains": len(do or ())}
-                for m, i, st, level, pr, sh, do in zip(
-                    newest.column("msg_class").to_pylist(), huntress.field("id").to_pylist(),
-                    huntress.field("status").to_pylist(), newest.column("parse_level").to_pylist(),
-                    newest.column("processes").to_pylist(), newest.column("sha256").to_pylist(),
-                    newest.column("domains").to_pylist(), strict=True)]
+        rows = pa.concat_tables(tables)
+        if rows.num_rows:
+            newest = rows.take(pc.select_k_unstable(rows, limit, [("timestamp", "descending")])).to_pylist()
+            return [{"msg_class": row["msg_class"], "id": row["huntress"]["id"], "status": row["huntress"]["status"],
+                     "parse_level": row["parse_level"],
+                     **{column: len(row[column] or ()) for column in ("processes", "sha256", "domains")}}
+                    for row in newest]
     return []
 
 
