@@ -43,3 +43,47 @@ def test_the_ocsf_tables_are_assets_downstream_of_the_table_they_are_written_wit
     for ocsf, source in (("ocsf_detection_finding", "alerts"), ("ocsf_device_inventory_info", "agent_inventory"),
                          ("ocsf_user_inventory_info", "identities")):
         assert graph.get(dg.AssetKey(ocsf)).parent_keys == {dg.AssetKey(source)}
+
+
+def test_a_column_schema_reads_one_footer_when_the_files_share_a_schema_and_unions_them_when_not(tmp_path):
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from huntress_dagster.lake import Lake
+    from huntress_dagster.table_metadata import column_schema
+
+    lake = Lake(tmp_path / "lake")
+
+    def day_file(day: str):
+        path = lake.root / f"raw_incidents/account=1/day={day}/data.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def described() -> list[tuple[str, str]]:
+        schema = column_schema(lake, "raw_incidents")
+        return [(c.name, c.type) for c in schema.columns]
+
+    def described_with_union_by_name() -> list[tuple[str, str]]:
+        with lake.connect() as con:
+            lake.register_views(con, ["raw_incidents"])
+            return [(name, kind) for name, kind, *_ in con.execute("DESCRIBE raw_incidents").fetchall()]
+
+    first = day_file("2026-11-01")
+    for day, ids in (("2026-11-01", [1]), ("2026-11-02", [2, None])):
+        pq.write_table(pa.table({"id": pa.array(ids, pa.int64()), "raw_json": ["{}"] * len(ids)}), day_file(day))
+    assert lake.share_one_schema(lake.files("raw_incidents"))
+    assert described() == described_with_union_by_name()
+    assert [name for name, _ in described()] == ["id", "raw_json", "account", "day"]
+
+    with duckdb.connect() as con:  # a merged day is written by DuckDB: no Arrow schema in its footer
+        con.execute(f"COPY (SELECT id + 2 AS id, raw_json FROM '{first}') TO '{day_file('2026-11-03')}'")
+    assert not lake.share_one_schema(lake.files("raw_incidents"))
+    assert described() == described_with_union_by_name()
+
+    # a day written by another version, with a column more: the union of all, as the view reads them
+    pq.write_table(pa.table({"id": pa.array([4], pa.int64()), "raw_json": ["{}"], "note": ["new"]}),
+                   day_file("2026-11-04"))
+    assert not lake.share_one_schema(lake.files("raw_incidents"))
+    assert described() == described_with_union_by_name()
+    assert "note" in [name for name, _ in described()]
