@@ -26,3 +26,13 @@ def test_an_organization_an_escalation_no_longer_lists_has_no_latest_version():
     latest = con.sql(f"SELECT cls, hid, oid, day, version_count FROM ({LATEST_VERSIONS_SQL}) ORDER BY ALL").fetchall()
     assert latest == [("huntress_escalation", 1, 10, "2026-01-02", 2),
                       ("huntress_incident_report", 1, 10, "2026-01-01", 1)]  # incident 1 is not escalation 1
+
+
+def test_a_full_build_runs_on_one_duckdb_thread_within_256_mib_or_the_lake_s_lower_limit():
+    from huntress_dagster.alerts import _narrow_for_a_full_build
+
+    settings = "SELECT current_setting('memory_limit'), current_setting('threads')"
+    for configured, expected in (("512MB", "256.0 MiB"), ("2GiB", "256.0 MiB"), ("100MB", "95.3 MiB")):
+        con = duckdb.connect(config={"memory_limit": configured, "threads": 2})
+        _narrow_for_a_full_build(con)
+        assert con.execute(settings).fetchone() == (expected, 1), configured
