@@ -335,8 +335,18 @@ class Lake:
         merged raw day, counts as another), so that a query over them needs no `union_by_name`: with it,
         DuckDB opens every file and holds all their footers first (at 1M incidents, a DESCRIBE of
         parsed_syslog's view took 600 MiB with it, 13 without)."""
-        schemas = {footer_arrow_schema(self.file_metadata(path)) for path in paths}
+        schemas = {self._footer_schema(path) for path in paths}
         return len(schemas) <= 1 and None not in schemas
+
+    def _footer_schema(self, path: Any) -> bytes | None:
+        """A local file's footer schema, remembered by its signature: views are made at every asset step's
+        end (the catalog) and a whole lake's footers take ~0.5 s at 1M incidents."""
+        key = (str(path), self.signature(path))
+        if key not in _FOOTER_SCHEMAS:
+            if len(_FOOTER_SCHEMAS) >= FOOTER_SCHEMAS_KEPT:  # rewritten files leave stale keys behind
+                _FOOTER_SCHEMAS.clear()
+            _FOOTER_SCHEMAS[key] = footer_arrow_schema(self.file_metadata(path))
+        return _FOOTER_SCHEMAS[key]
 
     def num_rows(self, path: Any) -> int:
         return self.read_metadata(path).num_rows
@@ -449,18 +459,20 @@ class Lake:
 
     # --- catalog ----------------------------------------------------------------------------------
 
-    def view_sql(self, table: str, relative: bool = False, union_by_name: bool = True) -> str | None:
+    def view_sql(self, table: str, relative: bool = False) -> str | None:
         """`SELECT` over a table's files, or None while it has none (a view over no files fails). `relative`:
         paths relative to the lake root (the catalog file's views: a moved lake still works, read with
-        DuckDB's `file_search_path` set to the lake, as `huntress-dagster sql` does). `union_by_name=False`:
-        the caller knows the files share one schema (`share_one_schema`), so DuckDB may read the first
-        file's alone."""
+        DuckDB's `file_search_path` set to the lake, as `huntress-dagster sql` does). A partitioned table
+        takes `union_by_name` only when its files have several schemas (after a parser change): DuckDB binds
+        a view when it is made, and with it opens every file and holds all their footers (parsed_syslog at
+        1M incidents: +590 MiB to make the view, in every `sql` session and catalog refresh)."""
         files = self.files(table)
         if not files:
             return None
         options = ""
         if table in layout.HIVE_TABLES:
-            options = ", hive_partitioning = true" + (", union_by_name = true" if union_by_name else "")
+            union = "" if self.remote or self.share_one_schema(files) else ", union_by_name = true"
+            options = ", hive_partitioning = true" + union
         if self.remote:  # the files listed now: DuckDB would glob the store again, level by level. And no
             # union_by_name, which opens every file before the query prunes any: an object-store lake is
             # written by this version only (one schema per table), where a local one may hold older files.
@@ -545,6 +557,11 @@ class Lake:
 # The catalog file's storage format: the oldest DuckDB 2.0 writes, which DuckDB 1.0 and later open, so
 # analysts' tools need not upgrade with this package. DuckDB reports it as "<version>+".
 CATALOG_STORAGE_VERSION = "v1.0.0"
+
+
+# (path, signature) -> the Arrow schema in its footer, for `share_one_schema`; per process, cleared when full.
+_FOOTER_SCHEMAS: dict[tuple[str, str], bytes | None] = {}
+FOOTER_SCHEMAS_KEPT = 20_000
 
 
 def footer_arrow_schema(metadata: dict[bytes, bytes]) -> bytes | None:

@@ -18,13 +18,10 @@ PREVIEW_CELL_CHARS = 120  # a long subject or JSON value is cut: the preview is 
 
 def column_schema(store: Lake, table: str) -> dg.TableSchema | None:
     """The table's columns as its view exposes them, each with its type and description; None without files.
-    Files of one schema are described from the first one's footer, not with `union_by_name` (every footer
-    held: ~600 MiB for parsed_syslog at 1M incidents, the parse step's peak)."""
+    Files of one schema are described from the first one's footer (`Lake.view_sql`), not with
+    `union_by_name` (every footer held: ~600 MiB for parsed_syslog at 1M incidents, the parse step's peak)."""
     try:
-        files = store.files(table)
-        # (an object-store lake's views never take union_by_name: no footer reads, a request each)
-        one_schema = store.remote or store.share_one_schema(files)
-        sql = store.view_sql(table, union_by_name=not one_schema) if files else None
+        sql = store.view_sql(table)
         if sql is None:
             return None
         with store.connect() as con:

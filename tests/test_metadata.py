@@ -45,7 +45,8 @@ def test_the_ocsf_tables_are_assets_downstream_of_the_table_they_are_written_wit
         assert graph.get(dg.AssetKey(ocsf)).parent_keys == {dg.AssetKey(source)}
 
 
-def test_a_column_schema_reads_one_footer_when_the_files_share_a_schema_and_unions_them_when_not(tmp_path):
+def test_a_view_and_its_column_schema_read_one_footer_when_the_files_share_a_schema_and_union_them_when_not(
+        tmp_path):
     import duckdb
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -65,25 +66,46 @@ def test_a_column_schema_reads_one_footer_when_the_files_share_a_schema_and_unio
         return [(c.name, c.type) for c in schema.columns]
 
     def described_with_union_by_name() -> list[tuple[str, str]]:
+        glob = f"{lake.root}/raw_incidents/*/*/*.parquet"
+        with duckdb.connect() as con:
+            return [(name, kind) for name, kind, *_ in con.execute(
+                f"DESCRIBE SELECT * FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
+            ).fetchall()]
+
+    def ids_through_the_view() -> list:
         with lake.connect() as con:
             lake.register_views(con, ["raw_incidents"])
-            return [(name, kind) for name, kind, *_ in con.execute("DESCRIBE raw_incidents").fetchall()]
+            return [row[0] for row in con.execute("SELECT id FROM raw_incidents ORDER BY id").fetchall()]
 
     first = day_file("2026-11-01")
     for day, ids in (("2026-11-01", [1]), ("2026-11-02", [2, None])):
         pq.write_table(pa.table({"id": pa.array(ids, pa.int64()), "raw_json": ["{}"] * len(ids)}), day_file(day))
     assert lake.share_one_schema(lake.files("raw_incidents"))
+    assert "union_by_name" not in lake.view_sql("raw_incidents")  # DuckDB binds it from one footer
     assert described() == described_with_union_by_name()
     assert [name for name, _ in described()] == ["id", "raw_json", "account", "day"]
+    assert ids_through_the_view() == [1, 2, None]
 
     with duckdb.connect() as con:  # a merged day is written by DuckDB: no Arrow schema in its footer
         con.execute(f"COPY (SELECT id + 2 AS id, raw_json FROM '{first}') TO '{day_file('2026-11-03')}'")
     assert not lake.share_one_schema(lake.files("raw_incidents"))
+    assert "union_by_name = true" in lake.view_sql("raw_incidents")
     assert described() == described_with_union_by_name()
+    assert ids_through_the_view() == [1, 2, 3, None]
 
     # a day written by another version, with a column more: the union of all, as the view reads them
     pq.write_table(pa.table({"id": pa.array([4], pa.int64()), "raw_json": ["{}"], "note": ["new"]}),
                    day_file("2026-11-04"))
     assert not lake.share_one_schema(lake.files("raw_incidents"))
     assert described() == described_with_union_by_name()
+    assert "note" in [name for name, _ in described()]
+    assert ids_through_the_view() == [1, 2, 3, 4, None]
+
+    # the same path rewritten with another schema is read again (footers are remembered by signature)
+    for day in ("2026-11-03", "2026-11-04"):
+        day_file(day).unlink()
+    assert lake.share_one_schema(lake.files("raw_incidents"))
+    pq.write_table(pa.table({"id": pa.array([2], pa.int64()), "raw_json": ["{}"], "note": ["x"]}),
+                   day_file("2026-11-02"))
+    assert not lake.share_one_schema(lake.files("raw_incidents"))
     assert "note" in [name for name, _ in described()]
