@@ -339,8 +339,8 @@ class Lake:
         return len(schemas) <= 1 and None not in schemas
 
     def _footer_schema(self, path: Any) -> bytes | None:
-        """A local file's footer schema, remembered by its signature: views are made at every asset step's
-        end (the catalog) and a whole lake's footers take ~0.5 s at 1M incidents."""
+        """A file's footer schema, remembered by its signature: views are made at every asset step's end (the
+        catalog), and a whole lake's footers take ~0.5-1.3 s at 1M incidents."""
         key = (str(path), self.signature(path))
         if key not in _FOOTER_SCHEMAS:
             if len(_FOOTER_SCHEMAS) >= FOOTER_SCHEMAS_KEPT:  # rewritten files leave stale keys behind
@@ -465,21 +465,18 @@ class Lake:
         DuckDB's `file_search_path` set to the lake, as `huntress-dagster sql` does). A partitioned table
         takes `union_by_name` only when its files have several schemas (after a parser change): DuckDB binds
         a view when it is made, and with it opens every file and holds all their footers (parsed_syslog at
-        1M incidents: +590 MiB to make the view, in every `sql` session and catalog refresh)."""
+        1M incidents: +656 MiB to make the view, in every `sql` session and catalog refresh)."""
         files = self.files(table)
         if not files:
             return None
-        options = ""
-        if table in layout.HIVE_TABLES:
-            union = "" if self.remote or self.share_one_schema(files) else ", union_by_name = true"
-            options = ", hive_partitioning = true" + union
+        hive = ", hive_partitioning = true" if table in layout.HIVE_TABLES else ""
         if self.remote:  # the files listed now: DuckDB would glob the store again, level by level. And no
             # union_by_name, which opens every file before the query prunes any: an object-store lake is
             # written by this version only (one schema per table), where a local one may hold older files.
-            hive = ", hive_partitioning = true" if table in layout.HIVE_TABLES else ""
             return f"SELECT * FROM read_parquet({sql_files(files)}{hive})"
+        union = ", union_by_name = true" if hive and not self.share_one_schema(files) else ""
         glob = layout.TABLE_GLOBS[table] if relative else f"{self.location}/{layout.TABLE_GLOBS[table]}"
-        return f"SELECT * FROM read_parquet({sql_literal(glob)}{options})"
+        return f"SELECT * FROM read_parquet({sql_literal(glob)}{hive}{union})"
 
     def register_views(self, con: duckdb.DuckDBPyConnection, tables: Iterable[str] | None = None) -> list[str]:
         """Create (temporary) views for every table with data (or those of `tables`) on a connection; returns
