@@ -215,7 +215,9 @@ def run_webhooks(args: argparse.Namespace) -> int:
 
 def run_sql(args: argparse.Namespace) -> int:
     """SQL over the lake, read-only, with the DuckDB this package installed: an in-memory database with a view
-    per table (paths resolved now, so a moved lake still works; no lock on the catalog file)."""
+    per table (paths resolved now, so a moved lake still works; no lock on the catalog file); for one query,
+    the views of the tables it names."""
+    from . import layout
     from .lake import Lake, is_object_store
 
     lake_dir = args.lake_dir if is_object_store(args.lake_dir) else Path(args.lake_dir).expanduser()
@@ -224,7 +226,8 @@ def run_sql(args: argparse.Namespace) -> int:
         return 2
     lake = Lake(lake_dir)  # s3://bucket/prefix: read through the AWS_* credentials and endpoint
     with tempfile.TemporaryDirectory(prefix="huntress-sql-") as spill, lake.connect(Path(spill)) as con:
-        tables = lake.register_views(con)
+        # one query: only the views it names (all when it names none: SHOW TABLES, duckdb_views(), ...)
+        tables = lake.register_views(con, (layout.tables_named(args.query) or None) if args.query else None)
         _lock_down(con, lake)
         for text in [args.query] if args.query else _read_queries(tables):
             if failure := _run_reads(con, text, args.max_rows):

@@ -30,7 +30,6 @@ import hashlib
 import itertools
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -500,7 +499,7 @@ class Lake:
         for attempt in (1, 2):
             try:
                 with self.connect() as con:
-                    self.register_views(con, [t for t in layout.TABLE_GLOBS if re.search(rf"\b{t}\b", sql)])
+                    self.register_views(con, layout.tables_named(sql))
                     return con.sql(f"SELECT * FROM ({sql}) LIMIT {limit}").to_arrow_table().to_pylist()
             except Exception as exc:  # noqa: BLE001 - metadata only, see above
                 if attempt == 2:

@@ -65,6 +65,19 @@ def test_a_query_answers_from_the_lake_and_writes_nothing(lake_dir):
     assert files_of(lake_dir) == before
 
 
+def test_one_query_registers_the_views_it_names_and_every_view_when_it_names_none(lake_dir):
+    assert layout.tables_named("select * from ALERTS a join agent_inventory using (agent_id)") == [
+        "alerts", "agent_inventory"]
+    assert layout.tables_named("from connector_status") == ["connector_health"]  # a derived view: its table
+    assert layout.tables_named("select 1 as alerts_count") == []  # words, not pieces of words
+    shown = sql_cli(lake_dir, "show tables")
+    assert shown.returncode == 0, shown.stderr
+    assert all(table in shown.stdout for table in ("alerts", "agent_inventory", "parsed_syslog", "raw_incidents"))
+    named = sql_cli(lake_dir, "select count(*) as hosts from agent_inventory; show tables")
+    assert named.returncode == 0, named.stderr
+    assert "agent_inventory" in named.stdout.split("hosts", 1)[1] and "parsed_syslog" not in named.stdout
+
+
 @pytest.mark.parametrize(("statement", "reason"), [
     ("COPY alerts TO '{out}/alerts.csv'", "refused COPY statement"),
     ("CREATE TABLE kept AS SELECT * FROM alerts", "refused CREATE statement"),
