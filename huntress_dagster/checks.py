@@ -15,13 +15,15 @@ from .streams import PLATFORM_ACTIONS, STREAMS, Stream
 
 def duplicate_alert_keys(lake: Lake) -> int:
     """Alert keys (tenantid, msg_class, huntress_id, organization_id, account_id) that occur more than once."""
-    parts = [str(path) for path in lake.files("alerts")]
-    if not parts:
+    files = lake.files("alerts")
+    if not files:
         return 0
+    # No union_by_name (it holds every part's footer through the query: +223 MiB at 1M): DuckDB reads the
+    # key columns by name from each part, which every alerts format has had (a test mixes two formats).
     with lake.connect() as con:
         return con.execute(
-            f"SELECT count(*) FROM (SELECT {', '.join(TABLE_KEY_COLUMNS)} FROM read_parquet(?, union_by_name = true) "
-            "GROUP BY ALL HAVING count(*) > 1)", [parts]).fetchall()[0][0]
+            f"SELECT count(*) FROM (SELECT {', '.join(TABLE_KEY_COLUMNS)} FROM read_parquet(?) "
+            "GROUP BY ALL HAVING count(*) > 1)", [[str(path) for path in files]]).fetchall()[0][0]
 
 
 def missing_days(lake: Lake, stream: Stream, today: date | None = None) -> tuple[list[date], list[str]]:
