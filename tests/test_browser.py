@@ -52,6 +52,10 @@ ASSET_NODES = """query { assetNodes { assetKey { path }
   assetMaterializations(limit: 1) { timestamp runId } } }"""
 
 
+RUNS_IN_FLIGHT = """query { runsOrError(filter: {statuses: [QUEUED, NOT_STARTED, STARTING, STARTED, CANCELING]}) {
+  ... on Runs { results { runId } } } }"""
+
+
 def query(port: int, text: str, **variables) -> dict:
     response = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": text, "variables": variables},
                           timeout=60)
@@ -185,6 +189,16 @@ def automations(port: int) -> dict[str, tuple[str, str]]:
             **{s["name"]: ("sensors", s["sensorState"]["status"]) for s in repository["sensors"]}}
 
 
+def wait_for_runs_to_settle(port: int, timeout: float = 180) -> None:
+    """Demo mode starts the schedules and sensors, so a run may be materializing or checking an asset while
+    the flow looks at it (a page then shows that run "In progress" until it is loaded again): wait until no
+    run is queued or running."""
+    deadline = time.time() + timeout
+    while query(port, RUNS_IN_FLIGHT)["runsOrError"]["results"]:
+        assert time.time() < deadline, f"runs still in flight after {timeout} s"
+        time.sleep(1)
+
+
 def nav(page, label: str) -> None:
     """Click an entry of the left navigation (its accessible name is its icon's name, then its label)."""
     page.get_by_role("navigation").get_by_role("link", name=re.compile(rf"\b{label}$")).click()
@@ -214,6 +228,7 @@ def test_the_ui_in_demo_mode_materializes_everything_and_shows_alerts_and_automa
     started = time.time()
 
     # --- the asset graph, and "Materialize all" as a user does it
+    wait_for_runs_to_settle(port)  # the sensors' and schedules' first runs, started with the daemon
     page.goto(base + "/")
     dismiss_first_run_dialogs(page)
     nav(page, "Lineage")
@@ -303,6 +318,8 @@ def test_the_ui_in_demo_mode_materializes_everything_and_shows_alerts_and_automa
              else "no Columns section (no dagster/column_schema)"))
     screenshot(page, tmp_path, "ui-alerts.png")
 
+    wait_for_runs_to_settle(port)  # a scheduled run's check in progress shows so until the page reloads
+    page.reload()
     page.get_by_role("tab", name="Checks", exact=True).click()
     page.get_by_text("alerts_key_unique", exact=True).first.wait_for()
     page.get_by_text("Succeeded", exact=True).first.wait_for()  # the check list: the latest execution
