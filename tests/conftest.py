@@ -165,3 +165,13 @@ def postgres_url() -> Iterator[str]:
         if started:
             server_cmd(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps the call phase's outcome on the test item, for a fixture that describes what it holds when the test
+    failed (test_browser's page: its dialogs and buttons, and a screenshot)."""
+    report = yield
+    if report.when == "call":
+        item.call_failed = report.failed
+    return report

@@ -121,8 +121,18 @@ def dagster_ui(tmp_path):
             assert not leftovers, f"still alive {STOP_GRACE_SECONDS} s after SIGTERM: {leftovers}"
 
 
+def describe_page(page) -> str:
+    """What a failure's log needs to tell a UI race from a defect: the URL, any open dialog, the buttons."""
+    try:
+        dialogs = page.get_by_role("dialog").all_inner_texts()
+        buttons = page.get_by_role("button").evaluate_all("els => els.map(e => e.innerText.replace(/\\s+/g, ' '))")
+        return f"page {page.url}\ndialogs: {dialogs}\nbuttons: {[b for b in buttons if b.strip()][:80]}"
+    except Exception as error:  # noqa: BLE001 - a description only; the test's own failure is what counts
+        return f"page not described: {error}"
+
+
 @pytest.fixture
-def browser_page(dagster_ui):
+def browser_page(dagster_ui, request):
     """A Chromium page (Debian's binary) that records console errors and uncaught page exceptions. After
     dagster_ui, so it is closed before the server stops (its reconnect attempts would be console errors)."""
     errors: list[str] = []
@@ -144,6 +154,9 @@ def browser_page(dagster_ui):
         page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
         try:
             yield page, errors
+            if getattr(request.node, "call_failed", False):
+                print(describe_page(page))
+                page.screenshot(path=str(dagster_ui[1] / "failure.png"))
         finally:
             context.close()
             browser.close()
