@@ -227,7 +227,7 @@ def run_sql(args: argparse.Namespace) -> int:
     lake = Lake(lake_dir)  # s3://bucket/prefix: read through the AWS_* credentials and endpoint
     with tempfile.TemporaryDirectory(prefix="huntress-sql-") as spill, lake.connect(Path(spill)) as con:
         # one query: only the views it names (all when it names none: SHOW TABLES, duckdb_views(), ...)
-        tables = lake.register_views(con, (layout.tables_named(args.query) or None) if args.query else None)
+        tables = lake.register_views(con, layout.tables_named(args.query or "") or None)
         _lock_down(con, lake)
         for text in [args.query] if args.query else _read_queries(tables):
             if failure := _run_reads(con, text, args.max_rows):

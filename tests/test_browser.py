@@ -178,9 +178,9 @@ def screenshot(page, tmp_path: Path, name: str) -> None:
 
 def dismiss_first_run_dialogs(page) -> None:
     """A fresh browser on a fresh instance gets "Join the Dagster community" (newsletter sign-up): Skip it,
-    whenever it shows. On a loaded machine it can open well after the page, over a half-checked sidebar
-    (a CI run saw the lineage's second asset never turn visible), so a locator handler skips it before
-    any later action or auto-waiting assertion, as a user would; it never shows on a later Dagster."""
+    whenever it shows. On a loaded machine it can open well after the page, so a locator handler skips it
+    before any later action or auto-waiting assertion, as a user would (and does nothing if a Dagster
+    version never shows it)."""
     skip = page.get_by_role("dialog").get_by_role("button", name="Skip", exact=True)
     page.add_locator_handler(skip, lambda button: button.click())
 
