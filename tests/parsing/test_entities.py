@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from huntress_dagster.parsing import ENTITY_COLUMNS, extract_entities
-from huntress_dagster.parsing.entities import _dot_tokens, tlds
+from huntress_dagster.parsing.entities import _canonical_ipv6, _dot_tokens, tlds
 
 
 def entities(text: str) -> dict[str, list[str]]:
@@ -126,6 +127,37 @@ def test_tld_list_is_the_real_one() -> None:
     names = tlds()
     assert {"com", "top", "io", "de", "zip", "xn--p1ai"} <= names
     assert not {"exe", "docx", "dll", "ps1"} & names
+
+
+def _ipaddress_text(candidate: str) -> str | None:
+    try:
+        return str(ipaddress.IPv6Address(candidate))
+    except ValueError:
+        return None
+
+
+# 16 bytes leaning to zero groups (compression), written in the forms reports use, with an IPv4 tail
+# sometimes.
+_SPARSE_GROUPS = st.lists(
+    st.sampled_from([0, 0, 1, 0xFF, 0xFFFF]) | st.integers(0, 0xFFFF), min_size=8, max_size=8
+)
+
+
+@given(_SPARSE_GROUPS, st.sampled_from(["exploded", "compressed", "upper", "ipv4 tail"]))
+def test_ipv6_text_is_what_ipaddress_writes(groups: list[int], form: str) -> None:
+    address = ipaddress.IPv6Address(b"".join(group.to_bytes(2, "big") for group in groups))
+    text = {
+        "exploded": address.exploded,
+        "compressed": address.compressed,
+        "upper": address.compressed.upper(),
+        "ipv4 tail": ":".join(address.exploded.split(":")[:6]) + f":{groups[6] >> 8}.{groups[6] & 255}.1.2",
+    }[form]
+    assert _canonical_ipv6(text.encode()) == _ipaddress_text(text)
+
+
+@given(st.text(alphabet="0123456789abcdefABCDEF:.", max_size=45))
+def test_ipv6_candidates_are_judged_as_ipaddress_judges_them(text: str) -> None:
+    assert _canonical_ipv6(text.encode()) == _ipaddress_text(text)
 
 
 _REFERENCE_DOT_TOKEN = re.compile(rb"(?<![\w\x80-\xff@+\-])[\w\x80-\xff@+\-]+(?:\.[\w\x80-\xff@+\-]+)+")
