@@ -173,6 +173,8 @@ _REGISTRY_HIVES = frozenset(
         "HKEY_CURRENT_CONFIG",
     }
 )
+# What `_REVERSED_NETBIOS_DOMAIN` finds that is never a domain (as its reversed bytes).
+_REVERSED_NOT_DOMAINS = frozenset(name[::-1].encode() for name in _REGISTRY_HIVES | {"AUTHORITY"})
 _PROCESS_EXTENSIONS = (".exe", ".scr", ".com", ".pif", ".cpl")
 _BARE_PROCESS_EXTENSIONS = (".exe", ".scr")  # "evil.com" alone is a domain, not a program
 # A POSIX path is a process image when it lives in a binaries directory or an app bundle.
@@ -284,6 +286,13 @@ def _as_domain(token: str, *, from_url: bool = False) -> str | None:
     return name
 
 
+@lru_cache(maxsize=1 << 12)
+def _host_domain(host: str) -> str | None:
+    """The domain a URL's host names (None for an IP address or no domain). Cached: every report links
+    the account's portal host, and the same C2 hosts recur across reports."""
+    return None if _as_ipv4(host) is not None else _as_domain(host, from_url=True)
+
+
 def _as_ipv4(token: str) -> str | None:
     octets = token.split(".")
     if len(octets) != 4 or not all(o.isdigit() and o.isascii() and len(o) <= 3 for o in octets):
@@ -325,19 +334,24 @@ def _classify_dot_token(raw: bytes) -> tuple[str, str] | None:
 
 
 def _netbios_users(data: bytes, reversed_data: bytes, path_text: str) -> set[str]:
-    """DOMAIN\\user names that are not a registry hive or a piece of a path or key found elsewhere."""
-    users = set()
+    """DOMAIN\\user names that are not a registry hive or a piece of a path or key found elsewhere. Each
+    distinct (domain, user) pair is judged once: a report repeats its users (a third of the matches are
+    hives, skipped before any decoding)."""
+    pairs = set()
     end = len(data)
     for match in _REVERSED_NETBIOS_DOMAIN.finditer(reversed_data):  # few: most backslashes fail at once
-        domain = _decode(match[1][::-1])
-        if not domain.isupper() or domain[0] == "-" or domain in _REGISTRY_HIVES or domain == "AUTHORITY":
+        if match[1] in _REVERSED_NOT_DOMAINS:
             continue
         user = _NETBIOS_USER_NAME.match(data, end - match.start())
-        if user is None:
-            continue
-        name = f"{domain}\\{_decode(user[0]).rstrip('.' + _CLOSERS)}"
-        if name not in path_text:
-            users.add(name)
+        if user is not None:
+            pairs.add((match[1], user[0]))
+    users = set()
+    for reversed_domain, user in pairs:
+        domain = _decode(reversed_domain[::-1])
+        if domain.isupper() and domain[0] != "-":
+            name = f"{domain}\\{_decode(user).rstrip('.' + _CLOSERS)}"
+            if name not in path_text:
+                users.add(name)
     if b"NT AUTHORITY" in data:
         users.update(f"NT AUTHORITY\\{_decode(name)}" for name in _NT_AUTHORITY.findall(data))
     return users
@@ -426,10 +440,7 @@ def extract_entities(text: str, encoded: bytes | None = None) -> dict[str, list[
     found: dict[str, set[str]] = {column: set() for column in ENTITY_COLUMNS}
 
     urls = found["urls"] = _urls(data)
-    for url in urls:
-        host = _url_host(url)
-        if _as_ipv4(host) is None and (domain := _as_domain(host, from_url=True)):
-            found["domains"].add(domain)
+    found["domains"].update(domain for domain in map(_host_domain, map(_url_host, urls)) if domain)
     executables = set()
     for classified in map(_classify_dot_token, _dot_tokens(data, reversed_data)):
         if classified:
