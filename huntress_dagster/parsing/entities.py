@@ -7,7 +7,7 @@ everything a text names, the vendor's own hosts included; the rows' columns then
 portal, API, support site and mailboxes and the configured host URL (see `exclusions`).
 
 Why these tools (measured on 2-20 KB bodies from the simulator's generator, one core, CPU time per body;
-see benchmarks/README.md): this module takes ~0.45 ms.
+see benchmarks/README.md): this module takes ~0.3-0.45 ms.
 - No HTML parser. Tags are simply delimiters for the patterns below (no value contains `<`), so href
   URLs and <script> text stay visible to extraction. selectolax (lexbor) would cost ~0.055 ms to parse and
   render the text, drop attribute values, and save no pattern work.
