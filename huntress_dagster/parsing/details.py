@@ -22,7 +22,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from .entities import ENTITY_COLUMNS, _as_domain, _as_email, _as_ipv4, _url_host, extract_entities
+from .entities import ENTITY_COLUMNS, extract_entities
+from .indicator_values import as_email, host_domain, url_host
 
 _HASH_COLUMNS = {"md5": 32, "sha1": 40, "sha256": 64}
 _HASH_COLUMN_BY_LENGTH = {length: column for column, length in _HASH_COLUMNS.items()}
@@ -94,7 +95,7 @@ def _by_key(column: str, value: str, found: dict[str, set[str]]) -> None:
     elif column in _HASH_COLUMNS or column == "hash":
         resolved = _hash(value, column)
     elif column == "email":
-        email = _as_email(value.rpartition("<")[2].rstrip(">").strip())  # "Name <addr>" or a bare address
+        email = as_email(value.rpartition("<")[2].rstrip(">").strip())  # "Name <addr>" or a bare address
         if email is None:
             return
         found["users"].add(email)
@@ -116,8 +117,8 @@ def _url(value: str, found: dict[str, set[str]]) -> None:
         found["urls"].update(urls)
         return
     found["urls"].add(value)
-    host = _url_host(value if "://" in value else f"http://{value}")
-    domain = None if _as_ipv4(host) else _as_domain(host, from_url=True)
+    host = url_host(value if "://" in value else f"http://{value}")
+    domain = host_domain(host)
     if domain:
         found["domains"].add(domain)
 

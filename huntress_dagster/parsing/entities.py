@@ -29,8 +29,8 @@ see benchmarks/README.md): this module takes ~0.3-0.45 ms.
 - Patterns run over the UTF-8 bytes, not the str: memchr only applies to 1-byte strings and `\\w` on
   bytes is a table lookup, so a body with one non-ASCII character scans ~2x faster. Bytes >= 0x80 count
   as word characters (non-ASCII letters), and Unicode quotes around a value are trimmed after decoding.
-- TLDs are checked against the Public Suffix List's ICANN section as shipped by the maintained
-  `publicsuffixlist` package, so `evil.exe` and `report.docx` are not domains while `evil.top` is.
+- What a dotted token is (domain, IPv4, e-mail, program) and the IPv6 text are judged in
+  `indicator_values`, which the detail fields of signals share.
 
 False positives kept out: version numbers (10.0.19041.1 has an octet > 255; `v1.2.3.4` is not all
 digits), file names whose extension is a TLD too (payload.zip, run.sh) when they have only two labels,
@@ -41,12 +41,16 @@ registry hives as DOMAIN\\user.
 from __future__ import annotations
 
 import html
-import ipaddress
 import re
-import socket
-from functools import cache, lru_cache
 
-import publicsuffixlist
+from .indicator_values import (
+    CLOSERS,
+    canonical_ipv6,
+    classify_dot_token,
+    decode_utf8,
+    host_domain,
+    url_host,
+)
 
 ENTITY_COLUMNS = (
     "processes",
@@ -151,14 +155,8 @@ _COMMAND_LINE = re.compile(rb"ommand(?<=[Cc]ommand)[ _\-]?[Ll]ine" + _LABEL_END 
 _SCHEDULED_TASK = re.compile(rb"ask(?<=[Tt]ask)(?:[ _\-]?[Nn]ame)?" + _LABEL_END + _LABEL_VALUE)
 _SERVICE = re.compile(rb"ervice(?<=[Ss]ervice)(?:[ _\-]?[Nn]ame)?" + _LABEL_END + _LABEL_VALUE)
 
-# Punctuation trimmed from the ends of values: ASCII, and the Unicode quotes, brackets and dashes that
-# byte patterns cannot tell from letters.
-_OPENERS = "«“‘‹「『（【"
-_CLOSERS = "»”’›」』）】…–—"
-_URL_TRAILING = ".,;:!?)]}'\"" + _CLOSERS
-_PATH_TRAILING = " .,;:)]}'\"" + _CLOSERS
-_EMAIL_LOCAL = re.compile(r"[\w.+\-]+")
-_DNS_LABEL = re.compile(r"(?!-)[^\W_][\w\-]{0,62}(?<!-)")
+_URL_TRAILING = ".,;:!?)]}'\"" + CLOSERS
+_PATH_TRAILING = " .,;:)]}'\"" + CLOSERS
 _REGISTRY_HIVES = frozenset(
     {
         "HKLM",
@@ -176,69 +174,8 @@ _REGISTRY_HIVES = frozenset(
 # What `_REVERSED_NETBIOS_DOMAIN` finds that is never a domain (as its reversed bytes).
 _REVERSED_NOT_DOMAINS = frozenset(name[::-1].encode() for name in _REGISTRY_HIVES | {"AUTHORITY"})
 _PROCESS_EXTENSIONS = (".exe", ".scr", ".com", ".pif", ".cpl")
-_BARE_PROCESS_EXTENSIONS = (".exe", ".scr")  # "evil.com" alone is a domain, not a program
 # A POSIX path is a process image when it lives in a binaries directory or an app bundle.
 _POSIX_PROCESS_MARKERS = ("/bin/", "/sbin/", "/libexec/", ".app/Contents/MacOS/")
-# File extensions that are TLDs too; a two-label token ending in one is read as a file name.
-_FILE_EXTENSIONS = frozenset(
-    {
-        "zip",
-        "mov",
-        "sh",
-        "py",
-        "pl",
-        "ps",
-        "rs",
-        "md",
-        "so",
-        "app",
-        "run",
-        "bat",
-        "exe",
-        "dll",
-        "docx",
-        "doc",
-        "pdf",
-        "txt",
-        "log",
-        "js",
-        "php",
-        "html",
-        "cc",
-        "mp4",
-        "mp3",
-        "bin",
-        "dat",
-        "tmp",
-        "ini",
-        "cfg",
-        "csv",
-        "xml",
-        "json",
-        "jar",
-    }
-)
-
-
-@cache
-def tlds() -> frozenset[str]:
-    """Every ICANN top-level domain (Unicode and punycode forms), from the bundled Public Suffix List."""
-    with open(publicsuffixlist.PSLFILE, encoding="utf-8") as handle:
-        text = handle.read()
-    icann = text.split("===BEGIN ICANN DOMAINS===", 1)[1].split("===END ICANN DOMAINS===", 1)[0]
-    names = set()
-    for line in icann.splitlines():
-        rule = line.strip()
-        if rule and not rule.startswith("//"):
-            tld = rule.lstrip("!*.").rsplit(".", 1)[-1].lower()
-            names.add(tld)
-            if not tld.isascii():
-                names.add(tld.encode("idna").decode())
-    return frozenset(names)
-
-
-def _decode(value: bytes) -> str:
-    return value.decode("utf-8", "surrogatepass")
 
 
 def _dot_tokens(data: bytes, reversed_data: bytes) -> set[bytes]:
@@ -259,78 +196,15 @@ def _dot_tokens(data: bytes, reversed_data: bytes) -> set[bytes]:
 def _urls(data: bytes) -> set[str]:
     urls = set()
     for *schemes, rest in set(_URL.findall(data)):
-        rest = _decode(rest).rstrip(_URL_TRAILING)
+        rest = decode_utf8(rest).rstrip(_URL_TRAILING)
         if rest:
-            scheme = _decode(b"".join(schemes)).lower().replace("xx", "tt")
+            scheme = decode_utf8(b"".join(schemes)).lower().replace("xx", "tt")
             urls.add(f"{scheme}://{rest}")
     return urls
 
 
-def _url_host(url: str) -> str:
-    authority = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
-    host = authority.rpartition("@")[2]
-    return host.strip("[]") if host.startswith("[") else host.rpartition(":")[0] or host
-
-
-def _as_domain(token: str, *, from_url: bool = False) -> str | None:
-    labels = token.rstrip(".").split(".")
-    tld = labels[-1]
-    if len(labels) < 2 or not (tld.islower() or tld.isupper()):
-        return None  # CamelCase names (WScript.Network) are code, not hosts
-    name = ".".join(labels).lower()
-    tld = tld.lower()
-    if tld not in tlds() or not all(_DNS_LABEL.fullmatch(label) for label in labels):
-        return None
-    if not from_url and len(labels) == 2 and tld in _FILE_EXTENSIONS:
-        return None
-    return name
-
-
-@lru_cache(maxsize=1 << 12)
-def _host_domain(host: str) -> str | None:
-    """The domain a URL's host names (None for an IP address or no domain). Cached: every report links
-    the account's portal host, and the same C2 hosts recur across reports."""
-    return None if _as_ipv4(host) is not None else _as_domain(host, from_url=True)
-
-
-def _as_ipv4(token: str) -> str | None:
-    octets = token.split(".")
-    if len(octets) != 4 or not all(o.isdigit() and o.isascii() and len(o) <= 3 for o in octets):
-        return None
-    if any(int(o) > 255 or (len(o) > 1 and o[0] == "0") for o in octets):
-        return None
-    return token
-
-
-def _as_email(token: str) -> str | None:
-    local, at, domain = token.rpartition("@")
-    if not at or "@" in local or not _EMAIL_LOCAL.fullmatch(local or "-"):
-        return None
-    host = _as_domain(domain, from_url=True)
-    return f"{local}@{host}".lower() if host and local else None
-
-
 def _strip_path(path: str) -> str:
     return path.rstrip(_PATH_TRAILING)
-
-
-@lru_cache(maxsize=1 << 16)
-def _classify_dot_token(raw: bytes) -> tuple[str, str] | None:
-    """(column, value) of a dotted token: an e-mail, IPv4 address, domain, or bare program name (cmd.exe,
-    column "processes"); None for other dotted words (file names, versions). Cached, because the same
-    tokens recur across a batch (program names, product and C2 domains)."""
-    token = _decode(raw).strip(_OPENERS + _CLOSERS)
-    if not token:
-        return None
-    if "@" in token:
-        email = _as_email(token)
-        return None if email is None else ("emails", email)
-    if token[0].isdigit() and _as_ipv4(token):
-        return "ipv4", token
-    if token.lower().endswith(_BARE_PROCESS_EXTENSIONS):
-        return "processes", token
-    domain = _as_domain(token)
-    return None if domain is None else ("domains", domain)
 
 
 def _netbios_users(data: bytes, reversed_data: bytes, path_text: str) -> set[str]:
@@ -347,20 +221,20 @@ def _netbios_users(data: bytes, reversed_data: bytes, path_text: str) -> set[str
             pairs.add((match[1], user[0]))
     users = set()
     for reversed_domain, user in pairs:
-        domain = _decode(reversed_domain[::-1])
+        domain = decode_utf8(reversed_domain[::-1])
         if domain.isupper() and domain[0] != "-":
-            name = f"{domain}\\{_decode(user).rstrip('.' + _CLOSERS)}"
+            name = f"{domain}\\{decode_utf8(user).rstrip('.' + CLOSERS)}"
             if name not in path_text:
                 users.add(name)
     if b"NT AUTHORITY" in data:
-        users.update(f"NT AUTHORITY\\{_decode(name)}" for name in _NT_AUTHORITY.findall(data))
+        users.update(f"NT AUTHORITY\\{decode_utf8(name)}" for name in _NT_AUTHORITY.findall(data))
     return users
 
 
 def _labelled(pattern: re.Pattern[bytes], data: bytes) -> set[str]:
     values = set()
     for quoted, bare in set(pattern.findall(data)):
-        value = _decode(quoted or bare).strip().rstrip(".;,")
+        value = decode_utf8(quoted or bare).strip().rstrip(".;,")
         if value:
             values.add(value)
     return values
@@ -374,26 +248,7 @@ def _ipv6(data: bytes, reversed_data: bytes) -> set[str]:
         candidates.update(
             before[::-1] + b"::" + after for after, before in zip(_AROUND_DOUBLE_COLON.findall(data), befores)
         )
-    return {address for address in map(_canonical_ipv6, candidates) if address}
-
-
-@lru_cache(maxsize=1 << 12)
-def _canonical_ipv6(candidate: bytes) -> str | None:
-    """`str(ipaddress.IPv6Address(...))`, or None for no address. The C round trip through inet_pton and
-    inet_ntop gives the same text ~14x faster (0.5 against 7 us; most addresses in reports are distinct,
-    so the cache rarely helps); where inet_ntop writes an embedded IPv4 form, ipaddress does not, so
-    those, and what inet_pton refuses, go through ipaddress (a property test checks the two agree)."""
-    text = candidate.decode("ascii")
-    try:
-        canonical = socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, text))
-    except OSError:
-        canonical = None
-    if canonical is not None and "." not in canonical:
-        return canonical
-    try:
-        return str(ipaddress.IPv6Address(text))
-    except ValueError:
-        return None
+    return {address for address in map(canonical_ipv6, candidates) if address}
 
 
 def _hashes(data: bytes, found: dict[str, set[str]]) -> None:
@@ -406,12 +261,12 @@ def _hashes(data: bytes, found: dict[str, set[str]]) -> None:
 
 def _paths(data: bytes) -> set[str]:
     paths = {
-        f"{_decode(drive)}:\\{_decode(quoted or plain)}".replace("\\\\", "\\")
+        f"{decode_utf8(drive)}:\\{decode_utf8(quoted or plain)}".replace("\\\\", "\\")
         for drive, quoted, plain in set(_WINDOWS_PATH.findall(data))
     }
     # (No `b"\\\\" in data` guard: a bytes search for a pair of a frequent byte costs twice the scan.)
-    paths.update("\\\\" + _decode(rest) for rest in set(_UNC_PATH.findall(data)))
-    paths.update("/" + _decode(rest) for rest in set(_POSIX_PATH.findall(data)))
+    paths.update("\\\\" + decode_utf8(rest) for rest in set(_UNC_PATH.findall(data)))
+    paths.update("/" + decode_utf8(rest) for rest in set(_POSIX_PATH.findall(data)))
     return {path for path in map(_strip_path, paths) if len(path) > 3}
 
 
@@ -423,7 +278,7 @@ def _scanned_bytes(text: str, encoded: bytes | None) -> bytes:
     if b"[" in data:
         data = _BRACKETED.sub(lambda m: _UNBRACKETED[m[1]], data)
     if b"&" in data:
-        text = html.unescape(_decode(data))
+        text = html.unescape(decode_utf8(data))
         if "\xa0" in text:
             text = text.replace("\xa0", " ")
         return text.encode("utf-8", "surrogatepass")
@@ -440,9 +295,9 @@ def extract_entities(text: str, encoded: bytes | None = None) -> dict[str, list[
     found: dict[str, set[str]] = {column: set() for column in ENTITY_COLUMNS}
 
     urls = found["urls"] = _urls(data)
-    found["domains"].update(domain for domain in map(_host_domain, map(_url_host, urls)) if domain)
+    found["domains"].update(domain for domain in map(host_domain, map(url_host, urls)) if domain)
     executables = set()
-    for classified in map(_classify_dot_token, _dot_tokens(data, reversed_data)):
+    for classified in map(classify_dot_token, _dot_tokens(data, reversed_data)):
         if classified:
             column, value = classified
             (executables if column == "processes" else found[column]).add(value)
@@ -461,7 +316,7 @@ def extract_entities(text: str, encoded: bytes | None = None) -> dict[str, list[
     found["processes"] = processes
 
     found["registry_keys"] = {
-        _strip_path("HK" + _decode(key).replace("\\\\", "\\")) for key in set(_REGISTRY_KEY.findall(data))
+        _strip_path("HK" + decode_utf8(key).replace("\\\\", "\\")) for key in set(_REGISTRY_KEY.findall(data))
     }
     users = _netbios_users(data, reversed_data, "\n".join(files | found["registry_keys"]))
     found["users"] = users | found["emails"]

@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from huntress_dagster.parsing import ENTITY_COLUMNS, extract_entities
-from huntress_dagster.parsing.entities import _canonical_ipv6, _dot_tokens, tlds
+from huntress_dagster.parsing.entities import _dot_tokens
+from huntress_dagster.parsing.indicator_values import canonical_ipv6, tlds
 
 
 def entities(text: str) -> dict[str, list[str]]:
@@ -152,12 +153,12 @@ def test_ipv6_text_is_what_ipaddress_writes(groups: list[int], form: str) -> Non
         "upper": address.compressed.upper(),
         "ipv4 tail": ":".join(address.exploded.split(":")[:6]) + f":{groups[6] >> 8}.{groups[6] & 255}.1.2",
     }[form]
-    assert _canonical_ipv6(text.encode()) == _ipaddress_text(text)
+    assert canonical_ipv6(text.encode()) == _ipaddress_text(text)
 
 
 @given(st.text(alphabet="0123456789abcdefABCDEF:.", max_size=45))
 def test_ipv6_candidates_are_judged_as_ipaddress_judges_them(text: str) -> None:
-    assert _canonical_ipv6(text.encode()) == _ipaddress_text(text)
+    assert canonical_ipv6(text.encode()) == _ipaddress_text(text)
 
 
 _REFERENCE_DOT_TOKEN = re.compile(rb"(?<![\w\x80-\xff@+\-])[\w\x80-\xff@+\-]+(?:\.[\w\x80-\xff@+\-]+)+")
