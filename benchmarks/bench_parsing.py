@@ -25,12 +25,8 @@ from huntress_dagster.parsing import (
     normalize_incident,
     normalize_incidents,
 )
-from huntress_dagster.parsing.syslog import (
-    _collector_paused,
-    load_record,
-    normalize_incident_record,
-    rows_to_table,
-)
+from huntress_dagster.parsing.arrow_rows import collector_paused, rows_to_table
+from huntress_dagster.parsing.syslog import load_record, normalize_incident_record
 from huntress_dagster.simulator.bodies import render_body
 
 CONTEXT = ParseContext("tenant-1", "Tenant One", "api.huntress.io", "acme")
@@ -136,7 +132,7 @@ def rate_line(label: str, count: int, cpu: float, wall: float) -> str:
     )
 
 
-@_collector_paused()
+@collector_paused()
 def stage_split(records: list[str]) -> None:
     """Per-record CPU time of each stage of incident normalization, with the cyclic garbage collector
     paused as `normalize_records` pauses it: left on, it rescans the batch's rows while Arrow converts

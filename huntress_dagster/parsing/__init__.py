@@ -19,6 +19,7 @@
 - `ocsf`: OCSF Detection Finding and Device Inventory Info events, their Arrow schemas and `to_table`.
 """
 
+from .arrow_rows import rows_to_table
 from .batch import RECORD_NORMALIZERS, normalize_json, normalize_records, record_normalizer
 from .body import FULL_MAX_BYTES, KEEP_MAX_BYTES, BodyParse, parse_body
 from .decode import InvalidRecord, load_record
@@ -58,7 +59,6 @@ from .syslog import (
     normalize_incident_record,
     normalize_incidents,
     record_with_all_remediations,
-    rows_to_table,
     with_all_remediations,
 )
 

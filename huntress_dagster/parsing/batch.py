@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from .arrow_rows import collector_paused, rows_to_table
 from .decode import InvalidRecord, load_record
 from .msg_classes import (
     AGENT_CLASS,
@@ -41,10 +42,8 @@ from .records import (
 from .syslog import (
     ParseContext,
     _agents_from_arrow_json,
-    _collector_paused,
     normalize_agent_record,
     normalize_incident_record,
-    rows_to_table,
 )
 
 RecordNormalizer = Callable[[Mapping[str, Any], ParseContext], dict[str, Any]]
@@ -108,7 +107,7 @@ def normalize_records(
     kind = RECORD_KINDS[msg_class]
     rows: list[dict[str, Any]] = []
     indexes: list[int] = []  # each row's index in the batch
-    with _collector_paused():
+    with collector_paused():
         for index, raw in enumerate(raws):
             try:
                 rows.append(normalize(raw if isinstance(raw, dict) else load_record(raw, kind), ctx))

@@ -8,17 +8,15 @@ fields are ignored, nullable fields may be null or of a wrong type (which reads 
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from .arrow_rows import collector_paused, rows_to_table
 from .body import FULL_MAX_BYTES, KEEP_MAX_BYTES, parse_body
 from .decode import load_record
 from .entities import ENTITY_COLUMNS
@@ -276,75 +274,8 @@ def normalize_agent(raw_json: str | bytes, ctx: ParseContext) -> dict[str, Any]:
     return normalize_agent_record(load_record(raw_json, "agent"), ctx)
 
 
-def _transposed(items: Sequence[Mapping[str, Any]], names: list[str]) -> list[Sequence[Any]]:
-    """The values of each of `names` across `items` (dicts), in C: one itemgetter per item, then zip. A
-    dict without one of the names (a null struct, or a struct built with fewer fields) takes the slower
-    path, where a missing name is None."""
-    if len(names) > 1 and items:
-        try:
-            return list(zip(*map(itemgetter(*names), items)))
-        except KeyError:
-            pass
-    return [[item.get(name) for item in items] for name in names]
-
-
-def _column(values: Sequence[Any], kind: pa.DataType) -> pa.Array:
-    """One Arrow column from row values. Structs (and lists of structs) are built field by field, several
-    times faster than Arrow converting each row's dict; timestamps let Arrow infer their type from the
-    aware UTC datetimes and then cast, which pyarrow does ~8x faster than converting to a given tz type."""
-    if values.count(None) == len(values):
-        return pa.nulls(len(values), kind)
-    if pa.types.is_struct(kind):
-        present = [{} if value is None else value for value in values] if None in values else values
-        children = [
-            _column(field_values, field.type)
-            for field_values, field in zip(_transposed(present, kind.names), kind, strict=True)
-        ]
-        mask = pa.array([value is None for value in values]) if present is not values else None
-        return pa.StructArray.from_arrays(children, fields=list(kind), mask=mask)
-    if pa.types.is_list(kind) and pa.types.is_struct(kind.value_type):
-        offsets, items = [0], []
-        for value in values:
-            items.extend(value or ())
-            offsets.append(len(items))
-        return pa.ListArray.from_arrays(
-            pa.array(offsets, pa.int32()),
-            _column(items, kind.value_type),
-            mask=pa.array([value is None for value in values]),
-        )
-    if pa.types.is_timestamp(kind):
-        return pa.array(values).cast(kind)
-    return pa.array(values, type=kind)
-
-
-_ROW_VALUES = itemgetter(*PARSED_SYSLOG_SCHEMA.names)  # a row's columns in schema order, as one tuple
-
-
-def rows_to_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
-    """parsed_syslog rows as a Table with exactly `PARSED_SYSLOG_SCHEMA`."""
-    rows = list(rows)
-    columns = list(zip(*map(_ROW_VALUES, rows))) if rows else [[] for _ in PARSED_SYSLOG_SCHEMA]
-    return pa.Table.from_arrays(
-        [_column(values, field.type) for values, field in zip(columns, PARSED_SYSLOG_SCHEMA, strict=True)],
-        schema=PARSED_SYSLOG_SCHEMA,
-    )
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Rows are acyclic, so the cyclic garbage collector has nothing to find in a batch; left on, it keeps
-    rescanning the growing batch (a third of the time for agent batches)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def normalize_incidents(raw_jsons: Iterable[str | bytes], ctx: ParseContext) -> pa.Table:
-    with _collector_paused():
+    with collector_paused():
         return rows_to_table([normalize_incident(raw, ctx) for raw in raw_jsons])
 
 
@@ -356,7 +287,7 @@ def normalize_agents(raw_jsons: Iterable[str | bytes], ctx: ParseContext) -> pa.
     try:
         return _agents_from_arrow_json(raw_jsons, ctx)
     except (pa.ArrowInvalid, UnicodeError):
-        with _collector_paused():
+        with collector_paused():
             return rows_to_table([normalize_agent(raw, ctx) for raw in raw_jsons])
 
 
