@@ -17,7 +17,7 @@ import publicsuffixlist
 
 # Punctuation trimmed from the ends of values: ASCII, and the Unicode quotes, brackets and dashes that
 # byte patterns cannot tell from letters.
-OPENERS = "«“‘‹「『（【"
+_OPENERS = "«“‘‹「『（【"
 CLOSERS = "»”’›」』）】…–—"
 _EMAIL_LOCAL = re.compile(r"[\w.+\-]+")
 _DNS_LABEL = re.compile(r"(?!-)[^\W_][\w\-]{0,62}(?<!-)")
@@ -133,7 +133,7 @@ def classify_dot_token(raw: bytes) -> tuple[str, str] | None:
     """(column, value) of a dotted token: an e-mail, IPv4 address, domain, or bare program name (cmd.exe,
     column "processes"); None for other dotted words (file names, versions). Cached, because the same
     tokens recur across a batch (program names, product and C2 domains)."""
-    token = decode_utf8(raw).strip(OPENERS + CLOSERS)
+    token = decode_utf8(raw).strip(_OPENERS + CLOSERS)
     if not token:
         return None
     if "@" in token:
