@@ -62,6 +62,10 @@ UTC_US = pa.timestamp("us", tz="UTC")
 
 DEFAULT_UMASK = 0o077  # incident data is confidential: owner-only unless configured otherwise
 TMP_PREFIX = ".tmp-"  # files being written; renamed into place, or removed by `clean_leftovers`
+# ... and ending so: no table's glob (`*.parquet`, `*.json`) matches a file whose footer is not written yet.
+# Both DuckDB's glob and pathlib's match dot files: a catalog refresh or a query that lists a writer's
+# half-written file fails ("Parquet magic bytes not found").
+TMP_SUFFIX = ".partial"
 
 
 # Columns of whole documents (an API record's JSON, an incident body): nearly every value differs, so a
@@ -283,7 +287,7 @@ class Lake:
     def tmp_path(self, final: Any) -> Path:
         """A local temporary file to write `final` into: next to it in a local lake (renamed into place), in
         the local scratch space for an object store (uploaded with one PUT)."""
-        unique = f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}-{final.name}"
+        unique = f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}-{final.name}{TMP_SUFFIX}"
         if self.remote:
             directory = self.scratch / "_tmp" / "publish"
             self.mkdir(directory)

@@ -212,6 +212,12 @@ def wait_for_runs_to_settle(port: int, timeout: float = 180) -> None:
         time.sleep(1)
 
 
+def first_failure(log: str) -> str:
+    """The log from the first failed step on (its error and stack trace), else its end."""
+    at = log.find("STEP_FAILURE")
+    return log[at:at + 4000] if at >= 0 else log[-4000:]
+
+
 def nav(page, label: str) -> None:
     """Click an entry of the left navigation (its accessible name is its icon's name, then its label)."""
     page.get_by_role("navigation").get_by_role("link", name=re.compile(rf"\b{label}$")).click()
@@ -286,7 +292,7 @@ def test_the_ui_in_demo_mode_materializes_everything_and_shows_alerts_and_automa
               f"{sorted('/'.join(a['path']) for a in run['assetSelection'] or [])}")
     print(f"  backfill {status} {took:.0f} s after launch, {len(runs)} runs")
     assert status == "COMPLETED_SUCCESS" and runs and all(r["status"] == "SUCCESS" for r in runs), \
-        (status, [r["status"] for r in runs], log_path.read_text()[-4000:])
+        (status, [r["status"] for r in runs], first_failure(log_path.read_text()))
     never = [n["assetKey"]["path"] for n in query(port, ASSET_NODES)["assetNodes"] if not n["assetMaterializations"]]
     assert not never, never
     # ... and the backfill's page says so: every asset 100% completed

@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from huntress_dagster import layout
 from huntress_dagster.lake import Lake, parquet_writer
 from huntress_dagster.streams import INCIDENT_REPORTS
 
@@ -122,6 +123,30 @@ def test_whole_documents_are_written_without_a_dictionary_and_other_columns_with
     encoded = _dictionary_encoded(lake.root / "t.parquet")
     assert encoded == {"body": False, "huntress.status": True, "huntress.subject": True}
     assert pq.read_table(lake.root / "t.parquet").equals(table)
+
+
+def test_a_file_being_written_is_in_no_table_until_it_is_published(tmp_path):
+    """A CI run of 2026-12-02 failed on this: a walk's catalog refresh listed a Parquet file another run was
+    still writing, and read its footer. Every table (and the webhook inbox) beside a writer's file."""
+    lake = Lake(tmp_path / "lake")
+    patterns = {**layout.TABLE_GLOBS, "inbox": f"{layout.INBOX_PENDING}/*.json"}
+    for name, pattern in patterns.items():
+        final = lake.root / pattern.replace("*", "1")
+        if name == "inbox":
+            final.parent.mkdir(parents=True)
+            final.write_text("{}")
+        else:
+            lake.write_table(final, pa.table({"connection": ["c"], "account_id": ["1"], "stream": ["s"],
+                                              "evaluated_at": [1]}))  # connector_status's columns
+        lake.tmp_path(final).write_bytes(b"PAR1")  # a writer's first bytes: no footer yet
+
+        assert lake.glob(pattern) == [final], name
+    with lake.connect() as con:
+        views = lake.register_views(con)
+        assert {view: con.execute(f"SELECT count(*) FROM {view}").fetchone()[0] for view in layout.TABLE_GLOBS} \
+            == dict.fromkeys(layout.TABLE_GLOBS, 1)  # DuckDB's glob, the views' own
+    assert set(layout.TABLE_GLOBS) <= set(views)
+    assert lake.refresh_catalog()
 
 
 def test_a_single_account_lake_of_the_first_wave_is_moved_under_its_account(tmp_path):
