@@ -97,7 +97,7 @@ class Inbox:
         return True
 
     def pending(self) -> list[Any]:
-        return self.lake.glob(f"{layout.INBOX_PENDING}/*.json")
+        return self.lake.glob(layout.INBOX_PENDING_GLOB)
 
     def claim(self, paths: list[Any], batch: str) -> list[InboxEvent]:
         """Move pending events into a batch (the run's input); returns them."""
@@ -111,7 +111,7 @@ class Inbox:
         return events
 
     def batch(self, batch: str) -> list[InboxEvent]:
-        return [self._event(p) for p in self.lake.glob(f"{layout.inbox_batch(batch)}/*.json")]
+        return [self._event(p) for p in self.lake.glob(layout.inbox_batch_glob(batch))]
 
     @staticmethod
     def _event(path: Any) -> InboxEvent:

@@ -116,6 +116,7 @@ def health_file(evaluated_at: datetime, unique: str) -> str:
 
 
 INBOX_PENDING = "_inbox/pending"  # accepted webhook events waiting for the inbox sensor
+INBOX_PENDING_GLOB = f"{INBOX_PENDING}/*.json"
 WEBHOOK_STATS = f"{STATE_DIR}/webhooks.json"  # deliveries accepted / rejected per reason
 
 
@@ -131,6 +132,10 @@ def inbox_event(received_at: datetime, event_key: str) -> str:
 def inbox_batch(batch: str) -> str:
     """The events one run commits (moved here from pending by the inbox sensor; kept after as the record)."""
     return f"_inbox/batches/{batch}"
+
+
+def inbox_batch_glob(batch: str) -> str:
+    return f"{inbox_batch(batch)}/*.json"
 
 
 def lock_file(name: str) -> str:

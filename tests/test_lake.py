@@ -129,7 +129,7 @@ def test_a_file_being_written_is_in_no_table_until_it_is_published(tmp_path):
     """A CI run of 2026-12-02 failed on this: a walk's catalog refresh listed a Parquet file another run was
     still writing, and read its footer. Every table (and the webhook inbox) beside a writer's file."""
     lake = Lake(tmp_path / "lake")
-    patterns = {**layout.TABLE_GLOBS, "inbox": f"{layout.INBOX_PENDING}/*.json"}
+    patterns = {**layout.TABLE_GLOBS, "inbox": layout.INBOX_PENDING_GLOB}
     for name, pattern in patterns.items():
         final = lake.root / pattern.replace("*", "1")
         if name == "inbox":

@@ -23,10 +23,8 @@ import ipaddress
 from typing import Any
 
 from .entities import ENTITY_COLUMNS, extract_entities
-from .indicator_values import as_email, host_domain, url_host
+from .indicator_values import HASH_COLUMN_BY_LENGTH, HASH_COLUMNS, as_email, host_domain, url_host
 
-_HASH_COLUMNS = {"md5": 32, "sha1": 40, "sha256": 64}
-_HASH_COLUMN_BY_LENGTH = {length: column for column, length in _HASH_COLUMNS.items()}
 _HEX_DIGITS = frozenset("0123456789abcdef")
 
 # key (lower-cased) -> column; the pseudo-columns "ip", "url", "email" and "hash" are resolved by value.
@@ -36,8 +34,8 @@ KEY_COLUMNS = {
     **dict.fromkeys(
         ("file_path", "canary_file_path", "file_rename_target", "filepath", "target_path"), "files"
     ),
-    **{name: name for name in _HASH_COLUMNS},
-    **{f"file_{name}": name for name in _HASH_COLUMNS},
+    **{name: name for name in HASH_COLUMNS},
+    **{f"file_{name}": name for name in HASH_COLUMNS},
     **dict.fromkeys(("hash", "file_hash"), "hash"),
     **dict.fromkeys(
         ("username", "user_name", "user_principal_name", "upn", "user", "account_name", "target_user"),
@@ -75,9 +73,9 @@ def _hash(value: str, column: str) -> tuple[str, str] | None:
     if not _HEX_DIGITS.issuperset(text):
         return None
     if column == "hash":
-        resolved = _HASH_COLUMN_BY_LENGTH.get(length)
+        resolved = HASH_COLUMN_BY_LENGTH.get(length)
         return None if resolved is None else (resolved, text)
-    return (column, text) if _HASH_COLUMNS[column] == length else None
+    return (column, text) if HASH_COLUMNS[column] == length else None
 
 
 def _address(value: str) -> tuple[str, str] | None:
@@ -92,7 +90,7 @@ def _by_key(column: str, value: str, found: dict[str, set[str]]) -> None:
     """Adds one key-mapped string value to its column (`column` may be a pseudo-column)."""
     if column == "ip":
         resolved = _address(value)
-    elif column in _HASH_COLUMNS or column == "hash":
+    elif column in HASH_COLUMNS or column == "hash":
         resolved = _hash(value, column)
     elif column == "email":
         email = as_email(value.rpartition("<")[2].rstrip(">").strip())  # "Name <addr>" or a bare address

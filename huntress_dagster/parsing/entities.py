@@ -45,6 +45,7 @@ import re
 
 from .indicator_values import (
     CLOSERS,
+    HASH_COLUMN_BY_LENGTH,
     canonical_ipv6,
     classify_dot_token,
     decode_utf8,
@@ -102,7 +103,6 @@ _HASH_RUN = re.compile(
     + b"\x00" * 32
     + rb")(?:\x00{32}|\x00{8})?(?![\x00\x01\x80-\xff])"
 )
-_HASH_COLUMN_BY_LENGTH = {32: "md5", 40: "sha1", 64: "sha256"}
 
 # URLs, anchored on "://"; the scheme before it is taken by fixed-width look-behinds, defanged ones too.
 _SCHEMES = (b"https", b"hxxps", b"http", b"hxxp", b"sftp", b"ftps", b"ftp")
@@ -256,7 +256,7 @@ def _hashes(data: bytes, found: dict[str, set[str]]) -> None:
         return
     for match in _HASH_RUN.finditer(data.translate(_HEX_TO_MARKER)):
         start, end = match.span()
-        found[_HASH_COLUMN_BY_LENGTH[end - start]].add(data[start:end].decode("ascii").lower())
+        found[HASH_COLUMN_BY_LENGTH[end - start]].add(data[start:end].decode("ascii").lower())
 
 
 def _paths(data: bytes) -> set[str]:

@@ -21,6 +21,9 @@ _OPENERS = "«“‘‹「『（【"
 CLOSERS = "»”’›」』）】…–—"
 _EMAIL_LOCAL = re.compile(r"[\w.+\-]+")
 _DNS_LABEL = re.compile(r"(?!-)[^\W_][\w\-]{0,62}(?<!-)")
+# Hex digests by length: the entity column each goes to.
+HASH_COLUMNS = {"md5": 32, "sha1": 40, "sha256": 64}
+HASH_COLUMN_BY_LENGTH = {length: column for column, length in HASH_COLUMNS.items()}
 _BARE_PROCESS_EXTENSIONS = (".exe", ".scr")  # "evil.com" alone is a domain, not a program
 # File extensions that are TLDs too; a two-label token ending in one is read as a file name.
 _FILE_EXTENSIONS = frozenset(
