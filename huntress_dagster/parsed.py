@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,11 +37,6 @@ PARSE_CONTEXT = b"parse_context"  # footer key: the parser version and account c
 # memory whatever the records' size (incident reports average ~13 KB, a few bodies reach megabytes).
 # Measured on days of ~3.4k incidents: a worker's peak ~270 MiB at 8 MiB, ~240 at 4, ~220 at 2; CPU within noise.
 PARSE_BATCH_BYTES = 4 << 20
-# Parsed rows are written in row groups of at least this much Arrow data, gathered over parse batches
-# (pyarrow makes each `write_table` call a row group). A row group of the table's 128 columns costs ~3 ms
-# even empty (zstd per column page: ~1 ms without): a parse batch's ~300 incidents each paid ~13 us of
-# it, a 100k-agent snapshot ~0.7 CPU-s. ~1,200 incidents a group; a worker's peak did not move (~230 MiB).
-ROW_GROUP_BYTES = 16 << 20
 
 
 @dataclass
@@ -116,7 +111,7 @@ def _write_parsed(lake: Lake, stream: Stream, account: str, day: date, ctx: pars
     schema = PARSED_SCHEMA.with_metadata({SOURCE_FINGERPRINT: fingerprint, PARSE_CONTEXT: parse_context})
     count = 0
     with lake.lock(f"parsed_syslog/{msg_class}/{account}/{day.isoformat()}"), lake.atomic_path(final) as tmp, \
-            parquet_writer(tmp, schema) as parquet, RowGroups(parquet, ROW_GROUP_BYTES) as writer, \
+            parquet_writer(tmp, schema) as writer, \
             QuarantineWriter(lake, stream.name, ctx.tenantid, datetime.now(timezone.utc)) as quarantine:
         parsed_before = _parsed_versions(lake, stream, final, parse_context)
         if parsed_before:  # the versions still in the raw day keep their parsed rows: only new ones are parsed
@@ -146,35 +141,8 @@ def _byte_bounded(batch: pa.RecordBatch, max_bytes: int) -> Iterator[pa.RecordBa
         yield batch.slice(start)
 
 
-class RowGroups:
-    """Tables written to a Parquet writer in row groups of at least `min_bytes` (the last one excepted)."""
-
-    def __init__(self, writer: pq.ParquetWriter, min_bytes: int) -> None:
-        self.writer, self.min_bytes = writer, min_bytes
-        self.held: list[pa.Table] = []
-        self.held_bytes = 0
-
-    def write_table(self, table: pa.Table) -> None:
-        self.held.append(table)
-        self.held_bytes += table.nbytes
-        if self.held_bytes >= self.min_bytes:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.held:  # (the concatenation is zero-copy: one row group written from several chunks)
-            self.writer.write_table(pa.concat_tables(self.held))
-        self.held, self.held_bytes = [], 0
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        if exc_type is None:
-            self.flush()
-
-
 def _parse_batch(stream: Stream, batch: pa.RecordBatch, ctx: parsing.ParseContext, schema: pa.Schema,
-                 writer: RowGroups, quarantine: QuarantineWriter, stats: ParsedDayStats) -> int:
+                 writer: pq.ParquetWriter, quarantine: QuarantineWriter, stats: ParsedDayStats) -> int:
     """Normalize a batch of raw versions into `writer`, quarantining what cannot be; returns rows written."""
     raws, records = _raw_records(stream, batch)
     invalid: list[int] = []
@@ -229,7 +197,7 @@ def _raw_versions(lake: Lake, sources: list[Path]) -> set[VersionKey]:
     return keys
 
 
-def _carry_over(lake: Lake, final: Path, still_raw: set[VersionKey], writer: RowGroups, schema: pa.Schema,
+def _carry_over(lake: Lake, final: Path, still_raw: set[VersionKey], writer: pq.ParquetWriter, schema: pa.Schema,
                 batch_rows: int) -> int:
     """Copy the parsed rows of `final` whose version is still in the raw day into `writer`."""
     carried = 0

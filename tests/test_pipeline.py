@@ -220,36 +220,6 @@ def test_a_re_walked_day_parses_only_its_new_versions_and_equals_a_full_parse(si
     assert table_snapshot(pipeline.lake_dir, "parsed_syslog") == incremental
 
 
-def test_a_parsed_day_is_written_in_row_groups_gathered_over_parse_batches(simulator, tmp_path, monkeypatch):
-    from huntress_dagster import parsed, parsing
-
-    pipeline = make_pipeline(simulator, tmp_path)
-    assert pipeline.run_incidents().success
-    lake = Lake(pipeline.lake_dir)
-    files = sorted((pipeline.lake_dir / "parsed_syslog" / "msg_class=huntress_incident_report").rglob("*.parquet"),
-                   key=lambda path: pq.ParquetFile(path).metadata.num_rows)
-    busiest = files[-1]  # .../account=A/day=D/data.parquet
-    account, day = (part.split("=", 1)[1] for part in busiest.parts[-3:-1])
-    contexts = {"*": parsing.ParseContext(tenantid="t", tenant_name="t", host_url=simulator.url)}
-    monkeypatch.setattr(parsed, "PARSE_BATCH_BYTES", 1)  # one record per parse batch
-
-    def build(row_group_bytes: int):
-        monkeypatch.setattr(parsed, "ROW_GROUP_BYTES", row_group_bytes)
-        busiest.unlink()
-        parsed.build_parsed_syslog_day(lake, day, contexts)
-        return pq.ParquetFile(parsed.parsed_path(lake, "huntress_incident_report", account, day))
-
-    one_per_batch = build(0)
-    rows = one_per_batch.metadata.num_rows
-    assert rows >= 6 and one_per_batch.metadata.num_row_groups == rows
-    table = one_per_batch.read()
-    row_bytes = max(table.slice(i, 1).nbytes for i in range(rows))
-    gathered = build(3 * row_bytes)  # a row group once it holds about 3 rows' bytes or more
-    sizes = [gathered.metadata.row_group(i).num_rows for i in range(gathered.metadata.num_row_groups)]
-    assert sum(sizes) == rows and min(sizes[:-1]) >= 2 and max(sizes) < rows
-    assert gathered.read().equals(table)
-
-
 def test_each_partition_s_metadata_describes_that_day_and_the_run_s_figures_only_the_newest(simulator, tmp_path):
     pipeline = make_pipeline(simulator, tmp_path)
     result = pipeline.run_incidents()
