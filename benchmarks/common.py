@@ -436,11 +436,13 @@ def make_pipeline(
 
 
 def materialization_metadata(result: Any, node: str) -> dict[str, Any]:
-    """The metadata values of a step's (first) materialization, as plain Python values."""
-    materializations = result.asset_materializations_for_node(node)
-    if not materializations:
-        return {}
-    return {k: getattr(v, "value", v) for k, v in materializations[0].metadata.items()}
+    """The metadata values of a step's materializations, merged, as plain Python values. A partitioned run
+    puts its own figures (records walked, API requests, ...) on its newest day only, and each day's row
+    count on that day: the first materialization alone may hold no run figure at all."""
+    merged: dict[str, Any] = {}
+    for materialization in result.asset_materializations_for_node(node):
+        merged.update({k: getattr(v, "value", v) for k, v in materialization.metadata.items()})
+    return merged
 
 
 def quiet_dagster() -> None:
