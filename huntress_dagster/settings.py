@@ -63,7 +63,7 @@ def default_start_date(today: date | None = None) -> str:
 
 def default_rate_limit_state(environ: Mapping[str, str] | None = None) -> str:
     """The limiter's shared state in a private directory (0700) of the Dagster instance
-    (`$DAGSTER_HOME/huntress_dagster/ratelimit.sqlite`) or else of the user
+    (`$DAGSTER_HOME/.huntress_dagster/ratelimit.sqlite`) or else of the user
     (`${XDG_CACHE_HOME:-~/.cache}/huntress_dagster/ratelimit.sqlite`); never the shared temp directory."""
     return default_state_path(environ)
 
