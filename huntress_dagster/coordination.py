@@ -12,7 +12,7 @@ server coordinates them:
   kernel closes the socket, and within about a minute (TCP keepalives, set per session here) when
   the holder's machine vanished without closing it.
 - `ratelimit.RateLimiter(state_path="postgresql://...")`: the request log of the rate limiter
-  (see ratelimit.py).
+  (see ratelimit_postgres.py).
 
 Both take a libpq URL, `postgresql://user:password@host:5432/database` (or `postgres://`). Prefer to
 leave the password out of it and give it to libpq via PGPASSWORD or ~/.pgpass (PGPASSFILE): a URL is
@@ -127,7 +127,8 @@ def scrub(text: str, url: str) -> str:
     return text
 
 
-def _first_line(exc: BaseException) -> str:
+def first_lines(exc: BaseException) -> str:
+    """The first two non-blank lines of an error's text, joined (libpq's messages run over several)."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     return " ".join(lines[:2]) or type(exc).__name__
 
@@ -159,7 +160,7 @@ def connect(url: str, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECOND
         conn = psycopg2.connect(url, **extra)
     except Exception as exc:  # noqa: BLE001 - psycopg2 raises several types; all mean "cannot connect"
         raise PostgresUnavailable(f"Cannot connect to PostgreSQL at {where} for the {purpose}: "
-                                  f"{scrub(_first_line(exc), url)}") from None
+                                  f"{scrub(first_lines(exc), url)}") from None
     try:
         conn.autocommit = True
         with conn.cursor() as cur:
@@ -170,7 +171,7 @@ def connect(url: str, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECOND
     except Exception as exc:  # noqa: BLE001
         conn.close()
         raise PostgresUnavailable(f"PostgreSQL at {where} refused the {purpose} session: "
-                                  f"{scrub(_first_line(exc), url)}") from None
+                                  f"{scrub(first_lines(exc), url)}") from None
     return conn
 
 
@@ -273,7 +274,7 @@ class PostgresLock:
         except Exception as exc:  # noqa: BLE001 - the server went away while we polled
             conn.close()
             raise CoordinationError(f"Lost the connection while acquiring the {self._describe()}: "
-                                    f"{scrub(_first_line(exc), self.url)}") from None
+                                    f"{scrub(first_lines(exc), self.url)}") from None
         self._local.conn = conn
         self._local.count = 1
         waited = time.monotonic() - started
@@ -296,7 +297,7 @@ class PostgresLock:
                 log.warning("The %s was no longer held when released", self._describe())
         except Exception as exc:  # noqa: BLE001 - the session ended: the server released the lock already
             log.warning("The connection of the %s was lost while it was held (the server released the lock "
-                        "then): %s", self._describe(), scrub(_first_line(exc), self.url))
+                        "then): %s", self._describe(), scrub(first_lines(exc), self.url))
         finally:
             with contextlib.suppress(Exception):
                 conn.close()

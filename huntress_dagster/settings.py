@@ -23,7 +23,7 @@ from .parsing import DEFAULT_EXCLUDED_INDICATOR_DOMAINS
 from .connections import Connection, load_connections_file, missing_credentials
 from .client import DEFAULT_BASE_URL, DEFAULT_MAX_PAGES, DEFAULT_MAX_RESPONSE_BYTES, validate_base_url
 from .errors import HuntressConfigError
-from .ratelimit import default_state_path
+from .ratelimit_sqlite import default_state_path
 
 log = logging.getLogger(__name__)
 

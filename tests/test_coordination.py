@@ -33,7 +33,8 @@ from huntress_dagster.coordination import (
     redacted,
 )
 from huntress_dagster.errors import HuntressError, RateLimiterStalled, RateLimiterUnavailable
-from huntress_dagster.ratelimit import RATE_LOG_TABLE, RateLimiter
+from huntress_dagster.ratelimit import RateLimiter
+from huntress_dagster.ratelimit_postgres import RATE_LOG_TABLE
 from huntress_dagster.settings import Settings, parse_state_path
 from huntress_dagster.simulator import DEMO_API_KEY, DEMO_API_SECRET
 

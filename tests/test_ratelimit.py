@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from huntress_dagster.errors import HuntressError, RateLimiterStalled
-from huntress_dagster.ratelimit import RateLimiter, default_state_dir, default_state_path
+from huntress_dagster.ratelimit import RateLimiter
+from huntress_dagster.ratelimit_sqlite import default_state_dir, default_state_path
 
 LOGGER = "huntress_dagster.ratelimit"
 
