@@ -570,14 +570,14 @@ def step_rows(local: dict[str, Any], s3: dict[str, Any]) -> list[dict[str, Any]]
 
 
 def by_owner(callers: list[dict[str, Any]]) -> tuple[list[tuple[str, int]], int]:
-    """Requests by the first huntress_dagster function outside lake.py (its plumbing: glob, open_read,
-    read_metadata, preview...), and how many were made inside Lake.preview."""
+    """Requests by the first huntress_dagster function outside lake.py and catalog.py (their plumbing: glob,
+    open_read, read_metadata, preview...), and how many were made inside catalog.preview."""
     owners: Counter[str] = Counter()
     previews = 0
     for c in callers:
         frames = [re.sub(r":\d+$", "", f) for f in c["c"].split(" | ")[0].removeprefix("[duckdb] ").split(" < ")]
-        owners[next((f for f in frames if not f.startswith("lake.")), frames[0])] += c["requests"]
-        previews += c["requests"] if any(f == "lake.Lake.preview" for f in frames) else 0
+        owners[next((f for f in frames if not f.startswith(("lake.", "catalog."))), frames[0])] += c["requests"]
+        previews += c["requests"] if any(f == "catalog.preview" for f in frames) else 0
     return owners.most_common(), previews
 
 

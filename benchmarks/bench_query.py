@@ -77,7 +77,7 @@ def queries(con) -> list[tuple[str, str, list[Any]]]:
 
 
 def run(lake_dir: str | Path | None, incidents: int) -> dict[str, Any]:
-    from huntress_dagster.lake import open_catalog
+    from huntress_dagster.catalog import open_catalog
 
     header(
         f"6. Query speed (DuckDB over huntress.duckdb views; lake of {incidents:,} incidents; "

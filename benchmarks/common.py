@@ -365,11 +365,12 @@ class Pipeline:
         return result
 
     def query(self, sql: str) -> list[tuple]:
+        from huntress_dagster import catalog
         from huntress_dagster.lake import Lake
 
         lake = Lake(self.lake_dir)
         with lake.connect() as con:
-            lake.register_views(con)
+            catalog.register_views(lake, con)
             return con.execute(sql).fetchall()
 
 

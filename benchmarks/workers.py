@@ -394,11 +394,12 @@ def lake_run(url: str, workdir: str, history_days: str, lake_dir: str, postgres_
 
 
 def lake_rows(lake_dir: str) -> None:
+    from huntress_dagster import catalog
     from huntress_dagster.lake import Lake
 
     lake = Lake(lake_dir)
     with lake.connect() as con:
-        tables = lake.register_views(con)
+        tables = catalog.register_views(lake, con)
         emit({t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables})
 
 

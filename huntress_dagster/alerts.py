@@ -17,7 +17,7 @@ from typing import Any
 
 import duckdb
 
-from . import layout
+from . import catalog, layout
 from .alert_parts import (
     ALERT_PARTS,
     ALERTS_ROW_GROUP_ROWS,
@@ -226,7 +226,7 @@ def build_alerts(lake: Lake, full: bool = False) -> AlertsBuild:
             _register_alert_uid(con)
             # Streamed writes: no insertion order to keep (DuckDB would buffer rows for it)
             con.execute("SET preserve_insertion_order = false")
-            views = lake.register_views(con, ["agent_inventory", "organizations"])
+            views = catalog.register_views(lake, con, ["agent_inventory", "organizations"])
             assets = "agent_inventory" if "agent_inventory" in views else NO_ASSETS_SQL
             organizations = "organizations" if "organizations" in views else NO_ORGANIZATIONS_SQL
             paths = sorted(str(p) for p in files.values())  # (sorted: the ENUM orders as the paths do)

@@ -8,7 +8,7 @@ from typing import Any
 
 import dagster as dg
 
-from . import parsing
+from . import catalog, parsing
 from .alerts import OCSF_TABLE as ALERTS_OCSF_TABLE
 from .alerts import build_alerts
 from .connections import cached_accounts, discover_accounts, remember_accounts
@@ -91,7 +91,7 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
             quarantined += day_stats.quarantined
             parsed += day_stats.parsed
             carried_over += day_stats.carried_over
-        store.refresh_catalog()
+        catalog.refresh_catalog(store)
         context.log.info(f"parsed_syslog: {totals} over {len(context.partition_keys)} day(s), "
                          f"{skipped} unchanged part(s) skipped; {parsed} row(s) parsed, {carried_over} carried over "
                          "from versions parsed before")
@@ -120,11 +120,11 @@ def build_assets(partitions_def: dg.DailyPartitionsDefinition, banner: str = "")
         store = lake.lake_for_step()
         build = build_alerts(store)
         count = build.rows
-        store.refresh_catalog()
-        by_severity = store.preview("SELECT severity, count(*) AS n FROM alerts GROUP BY 1 ORDER BY 2 DESC", 10) \
+        catalog.refresh_catalog(store)
+        by_severity = catalog.preview(store, "SELECT severity, count(*) AS n FROM alerts GROUP BY 1 ORDER BY 2 DESC", 10) \
             if count else []
-        by_class = store.preview("SELECT msg_class, count(*) AS n FROM alerts GROUP BY 1", 10) if count else []
-        rows = store.preview("SELECT msg_class, huntress_id, severity, status, subject, hostname, updated_at "
+        by_class = catalog.preview(store, "SELECT msg_class, count(*) AS n FROM alerts GROUP BY 1", 10) if count else []
+        rows = catalog.preview(store, "SELECT msg_class, huntress_id, severity, status, subject, hostname, updated_at "
                              "FROM alerts ORDER BY updated_at DESC") if count else []
         context.log.info(f"alerts: {count} rows; {build.mode} build, {build.alerts_written} alerts recomputed "
                          f"from {len(build.changed_days)} changed parsed days")
@@ -192,10 +192,10 @@ def inventory_asset(inventory: Inventory, banner: str) -> dg.AssetsDefinition:
                         lake: HuntressLakeResource) -> Iterator[dg.MaterializeResult]:
         store = lake.lake_for_step()
         count = build_inventory(store, inventory, parse_contexts(huntress, lake, store, context.log.warning))
-        store.refresh_catalog()
+        catalog.refresh_catalog(store)
         table = inventory.table
-        rows = store.preview(f"SELECT {columns} FROM {table} ORDER BY {order} DESC NULLS LAST") if count else []
-        gone = (store.preview("SELECT count(*) FILTER (WHERE NOT in_latest_snapshot) AS gone"
+        rows = catalog.preview(store, f"SELECT {columns} FROM {table} ORDER BY {order} DESC NULLS LAST") if count else []
+        gone = (catalog.preview(store, "SELECT count(*) FILTER (WHERE NOT in_latest_snapshot) AS gone"
                               + (f", count(*) FILTER (WHERE {flag}) AS flagged" if flag else "")
                               + f" FROM {table}", 1) or [{}])[0] if count else {}
         context.log.info(f"{table}: {count} rows, {gone.get('gone', 0)} gone from the latest snapshot")

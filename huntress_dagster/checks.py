@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 
-from . import layout
+from . import catalog, layout
 from .alerts import TABLE_KEY_COLUMNS
 from .lake import Lake
 from .resources import HuntressLakeResource
@@ -135,7 +135,7 @@ def open_platform_actions(lake: Lake) -> list[str]:
     if not lake.files(PLATFORM_ACTIONS.raw_table):
         return []
     with lake.connect() as con:
-        lake.register_views(con, [PLATFORM_ACTIONS.raw_table])
+        catalog.register_views(lake, con, [PLATFORM_ACTIONS.raw_table])
         rows = con.execute(f"""
             SELECT tenantid, try(json_extract(raw_json, '$.organization_ids'))::VARCHAR,
                    concat_ws(' / ', try(json_extract_string(raw_json, '$.type')),

@@ -217,7 +217,7 @@ def run_sql(args: argparse.Namespace) -> int:
     """SQL over the lake, read-only, with the DuckDB this package installed: an in-memory database with a view
     per table (paths resolved now, so a moved lake still works; no lock on the catalog file); for one query,
     the views of the tables it names."""
-    from . import layout
+    from . import catalog, layout
     from .lake import Lake, is_object_store
 
     lake_dir = args.lake_dir if is_object_store(args.lake_dir) else Path(args.lake_dir).expanduser()
@@ -227,7 +227,7 @@ def run_sql(args: argparse.Namespace) -> int:
     lake = Lake(lake_dir)  # s3://bucket/prefix: read through the AWS_* credentials and endpoint
     with tempfile.TemporaryDirectory(prefix="huntress-sql-") as spill, lake.connect(Path(spill)) as con:
         # one query: only the views it names (all when it names none: SHOW TABLES, duckdb_views(), ...)
-        tables = lake.register_views(con, layout.tables_named(args.query or "") or None)
+        tables = catalog.register_views(lake, con, layout.tables_named(args.query or "") or None)
         _lock_down(con, lake)
         for text in [args.query] if args.query else _read_queries(tables):
             if failure := _run_reads(con, text, args.max_rows):

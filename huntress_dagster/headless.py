@@ -7,6 +7,7 @@ from datetime import date, datetime, timezone
 
 import dagster as dg
 
+from . import catalog
 from .automation import ALL_JOB, range_tags
 from .lake import Lake
 from .raw_partitions import catch_up_start
@@ -58,7 +59,7 @@ def run_summary(result: dg.ExecuteInProcessResult) -> str:
 def lake_summary(lake: Lake) -> str:
     lines = [f"Lake {lake.root}:"]
     with lake.connect() as con:
-        tables = lake.register_views(con)
+        tables = catalog.register_views(lake, con)
         for table in tables:
             lines.append(f"  {table:28s} {con.execute(f'SELECT count(*) FROM {table}').fetchone()[0]:>9,d} rows")
         if "alerts" in tables:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from . import layout
+from . import catalog, layout
 from .errors import HuntressError
 from .lake import UTC_US, Lake
 from .streams import STREAMS, Stream
@@ -118,7 +118,7 @@ def runs_recorded(lake: Lake, run_id: str) -> bool:
     if not files:
         return False
     with lake.connect() as con:
-        lake.register_views(con, ["connector_health"])
+        catalog.register_views(lake, con, ["connector_health"])
         return con.execute("SELECT count(*) > 0 FROM connector_health WHERE run_id = ?", [run_id]).fetchone()[0]
 
 
@@ -127,7 +127,7 @@ def current_status(lake: Lake) -> list[dict[str, Any]]:
     if not lake.files("connector_health"):
         return []
     with lake.connect() as con:
-        lake.register_views(con, ["connector_health"])
+        catalog.register_views(lake, con, ["connector_health"])
         return con.sql(f"{layout.CONNECTOR_STATUS_SQL} ORDER BY connection, account_id, stream"
                        ).to_arrow_table().to_pylist()
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
-from . import layout, parsing
+from . import catalog, layout, parsing
 from .lake import Lake, parquet_writer, sql_literal
 from .parsing import ocsf, ocsf_devices, ocsf_inventory
 from .streams import AGENTS, EXTERNAL_PORTS, IDENTITIES, ORGANIZATIONS, Stream
@@ -178,7 +178,7 @@ def build_inventory(lake: Lake, inventory: Inventory, contexts: dict[str, parsin
     count = 0
     # Under the table lock from read to rename, so concurrent builds cannot publish an older state last.
     with lake.lock(inventory.table), lake.connect() as con:
-        views = lake.register_views(con, [inventory.stream.raw_table])
+        views = catalog.register_views(lake, con, [inventory.stream.raw_table])
         raw = inventory.stream.raw_table
         accounts = lake.accounts(inventory.stream)
         if raw not in views or not accounts or not con.execute(f"SELECT count(*) FROM {raw}").fetchall()[0][0]:

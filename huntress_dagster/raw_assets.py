@@ -11,9 +11,10 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from . import catalog
+from .account_runs import AccountsOfRun, health_check, health_check_spec, run_tenant, tag_run_process
 from .client import HuntressClient
 from .collect import WalkStats, fetch_objects, snapshot_stream, walk_stream
-from .account_runs import AccountsOfRun, health_check, health_check_spec, run_tenant, tag_run_process
 from .connections import (
     Account,
     Connection,
@@ -47,7 +48,7 @@ def running_row_count(context: dg.AssetExecutionContext, store: Lake, table: str
         event.asset_materialization else None
     if previous is not None:
         return int(previous.value) + added
-    counted = store.preview(f"SELECT count(*) AS n FROM {table}", 1)
+    counted = catalog.preview(store, f"SELECT count(*) AS n FROM {table}", 1)
     return counted[0]["n"] if counted else added
 
 
@@ -240,7 +241,7 @@ def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, ba
                     run.failed(connection, account, exc)
         api = run.api
         health = run.record_health()
-        store.refresh_catalog()
+        catalog.refresh_catalog(store)
         yield health_check(stream, health)
         for walk in walks:
             if walk.stats.anomalies:
@@ -260,7 +261,7 @@ def walked_raw_asset(stream: Stream, partitions_def: dg.PartitionsDefinition, ba
                          f"{commit.unchanged} unchanged) with {api['api_requests']} API requests")
         # try(): raw JSON keeps a lone surrogate escape (\ud800) as the API sent it, which DuckDB's JSON
         # functions reject; parsed_syslog holds such strings replaced.
-        newest = store.preview(f"""
+        newest = catalog.preview(store, f"""
             SELECT account, id, updated_at, try(json_extract_string(raw_json, '$.status')) AS status, organization_id
             FROM {stream.raw_table} WHERE day BETWEEN '{days[0]}' AND '{days[-1]}' ORDER BY updated_at DESC""") \
             if walks else []  # e.g. a run narrowed to customer accounts, which this stream does not reach
@@ -320,7 +321,7 @@ def snapshot_raw_asset(stream: Stream, banner: str) -> dg.AssetsDefinition:
                     run.failed(connection, account, exc)
         api = run.api
         health = run.record_health()
-        store.refresh_catalog()
+        catalog.refresh_catalog(store)
         yield health_check(stream, health)
         if run.failures:
             raise run.failure(len(written), "snapshots_written")
@@ -332,7 +333,7 @@ def snapshot_raw_asset(stream: Stream, banner: str) -> dg.AssetsDefinition:
         context.log.info(f"Snapshot of {count} {stream.label} of {len(written)} account(s) with "
                          f"{api['api_requests']} requests; versus the previous snapshots: {changes}")
         files = ", ".join(sql_literal(str(path)) for _, path, _ in written)
-        newest = store.preview(f"""
+        newest = catalog.preview(store, f"""
             SELECT id, organization_id, updated_at FROM read_parquet([{files}])
             ORDER BY updated_at DESC NULLS LAST""") if written else []
         yield dg.MaterializeResult(metadata={

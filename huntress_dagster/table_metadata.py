@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 
+from . import catalog
 from .lake import Lake
 from .table_docs import TABLE_DOCS, column_description
 
@@ -18,10 +19,10 @@ PREVIEW_CELL_CHARS = 120  # a long subject or JSON value is cut: the preview is 
 
 def column_schema(store: Lake, table: str) -> dg.TableSchema | None:
     """The table's columns as its view exposes them, each with its type and description; None without files.
-    Files of one schema are described from the first one's footer (`Lake.view_sql`), not with
+    Files of one schema are described from the first one's footer (`catalog.view_sql`), not with
     `union_by_name` (every footer held: ~600 MiB for parsed_syslog at 1M incidents, the parse step's peak)."""
     try:
-        sql = store.view_sql(table)
+        sql = catalog.view_sql(store, table)
         if sql is None:
             return None
         with store.connect() as con:

@@ -14,14 +14,15 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from huntress_dagster import catalog
 from huntress_dagster.alerts import OCSF_TABLE as ALERTS_OCSF_TABLE
-from huntress_dagster.automation import INVENTORY_JOB, COLLECT_JOB, range_tags
+from huntress_dagster.automation import COLLECT_JOB, INVENTORY_JOB, range_tags
 from huntress_dagster.definitions import build_definitions
+from huntress_dagster.inventory import INVENTORIES, OCSF_TABLES
 from huntress_dagster.lake import Lake
 from huntress_dagster.resources import HuntressLakeResource, HuntressResource
 from huntress_dagster.settings import Settings
 from huntress_dagster.simulator import DEMO_API_KEY, DEMO_API_SECRET, SimulatorServer
-from huntress_dagster.inventory import INVENTORIES, OCSF_TABLES
 from huntress_dagster.streams import STREAMS, Stream
 
 HISTORY_DAYS = 12  # the test worlds span 10 days; partitions start a little earlier
@@ -67,7 +68,7 @@ class Pipeline:
 
     def query(self, sql: str) -> list[tuple]:
         with self.lake.connect() as con:
-            self.lake.register_views(con)
+            catalog.register_views(self.lake, con)
             return con.execute(sql).fetchall()
 
 # Every asset of the project: a raw table per stream, parsed_syslog, the inventories, alerts, and the OCSF forms.
@@ -148,14 +149,14 @@ def table_snapshot(lake_dir: Path, table: str, exclude: tuple[str, ...] = ()) ->
     """A table's rows, sorted, without the columns that legitimately differ between runs."""
     lake = Lake(lake_dir)
     with lake.connect() as con:
-        lake.register_views(con)
+        catalog.register_views(lake, con)
         columns = [d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description if d[0] not in exclude]
         return con.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY ALL").fetchall()
 
 
 def open_catalog_read_only(lake_dir: Path) -> duckdb.DuckDBPyConnection:
     """The catalog file as an analyst opens it: its views are relative to the lake (file_search_path)."""
-    from huntress_dagster.lake import open_catalog
+    from huntress_dagster.catalog import open_catalog
 
     return open_catalog(lake_dir)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from huntress_dagster import catalog
 from huntress_dagster.demo import stop_demo_simulator
 from huntress_dagster.lake import Lake
 
@@ -188,7 +189,7 @@ def dismiss_first_run_dialogs(page) -> None:
 def lake_alerts(lake_dir: Path) -> tuple[int, list[str]]:
     lake = Lake(lake_dir)
     with lake.connect() as con:
-        lake.register_views(con, ["alerts"])
+        catalog.register_views(lake, con, ["alerts"])
         columns = [d[0] for d in con.execute("SELECT * FROM alerts LIMIT 0").description]
         return con.execute("SELECT count(*) FROM alerts").fetchone()[0], columns
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from huntress_dagster import catalog
 from huntress_dagster.lake import Lake
 from huntress_dagster.simulator import DEMO_API_KEY, DEMO_API_SECRET
 from huntress_dagster.streams import WALK_STREAMS
@@ -58,7 +59,7 @@ def run(env: dict[str, str], first, last) -> subprocess.Popen:
 
 def rows(lake: Lake, table: str, columns: str) -> list[tuple]:
     with lake.connect() as con:
-        lake.register_views(con, [table.split()[0]])  # one view: on the store, each is a listing and a footer
+        catalog.register_views(lake, con, [table.split()[0]])  # one view: on the store, each is a listing and a footer
         return con.execute(f"SELECT {columns} FROM {table} ORDER BY {columns}").fetchall()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from huntress_dagster import layout
+from huntress_dagster import catalog, layout
 from huntress_dagster.lake import Lake, parquet_writer
 from huntress_dagster.streams import INCIDENT_REPORTS
 
@@ -142,11 +142,11 @@ def test_a_file_being_written_is_in_no_table_until_it_is_published(tmp_path):
 
         assert lake.glob(pattern) == [final], name
     with lake.connect() as con:
-        views = lake.register_views(con)
+        views = catalog.register_views(lake, con)
         assert {view: con.execute(f"SELECT count(*) FROM {view}").fetchone()[0] for view in layout.TABLE_GLOBS} \
             == dict.fromkeys(layout.TABLE_GLOBS, 1)  # DuckDB's glob, the views' own
     assert set(layout.TABLE_GLOBS) <= set(views)
-    assert lake.refresh_catalog()
+    assert catalog.refresh_catalog(lake)
 
 
 def test_a_single_account_lake_of_the_first_wave_is_moved_under_its_account(tmp_path):
@@ -192,7 +192,7 @@ def test_a_preview_that_cannot_be_read_gives_no_rows_and_a_warning_not_a_failed_
     # e.g. another run replaced an object-store file while it was read (s3fs: FileExpired)
     lake = Lake(tmp_path / "lake")
     with caplog.at_level("WARNING"):
-        assert lake.preview("SELECT * FROM read_parquet('gone.parquet')") == []
+        assert catalog.preview(lake, "SELECT * FROM read_parquet('gone.parquet')") == []
     assert "No preview for run metadata" in caplog.text
 
 

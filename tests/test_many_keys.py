@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 import dagster as dg
 import pytest
 
+from huntress_dagster import catalog
 from huntress_dagster.automation import COLLECT_JOB, INVENTORY_JOB, range_tags
 from huntress_dagster.connections import ACCOUNT_TAG, CONNECTION_TAG
 from huntress_dagster.definitions import build_definitions
@@ -66,7 +67,7 @@ def deployment(make_simulator, tmp_path, monkeypatch):
 
 def query(lake: Lake, sql: str) -> list[tuple]:
     with lake.connect() as con:
-        lake.register_views(con)
+        catalog.register_views(lake, con)
         return con.execute(sql).fetchall()
 
 

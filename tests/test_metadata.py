@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from huntress_dagster import catalog
+
 from .dagster_helpers import make_pipeline
 
 TABLES = ("alerts", "agent_inventory", "identities", "external_ports", "organizations", "raw_agents", "raw_incidents",
@@ -24,7 +26,7 @@ def test_every_table_reports_its_row_count_column_schema_and_a_table_preview(sim
     for table in TABLES:
         metadata = latest(pipeline, table)
         with pipeline.lake.connect() as con:
-            pipeline.lake.register_views(con)
+            catalog.register_views(pipeline.lake, con)
             columns = [d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description]
         schema = metadata["dagster/column_schema"].value
         assert [c.name for c in schema.columns] == columns, table
@@ -74,14 +76,14 @@ def test_a_view_and_its_column_schema_read_one_footer_when_the_files_share_a_sch
 
     def ids_through_the_view() -> list:
         with lake.connect() as con:
-            lake.register_views(con, ["raw_incidents"])
+            catalog.register_views(lake, con, ["raw_incidents"])
             return [row[0] for row in con.execute("SELECT id FROM raw_incidents ORDER BY id").fetchall()]
 
     first = day_file("2026-11-01")
     for day, ids in (("2026-11-01", [1]), ("2026-11-02", [2, None])):
         pq.write_table(pa.table({"id": pa.array(ids, pa.int64()), "raw_json": ["{}"] * len(ids)}), day_file(day))
     assert lake.share_one_schema(lake.files("raw_incidents"))
-    assert "union_by_name" not in lake.view_sql("raw_incidents")  # DuckDB binds it from one footer
+    assert "union_by_name" not in catalog.view_sql(lake, "raw_incidents")  # DuckDB binds it from one footer
     assert described() == described_with_union_by_name()
     assert [name for name, _ in described()] == ["id", "raw_json", "account", "day"]
     assert ids_through_the_view() == [1, 2, None]
@@ -89,7 +91,7 @@ def test_a_view_and_its_column_schema_read_one_footer_when_the_files_share_a_sch
     with duckdb.connect() as con:  # a merged day is written by DuckDB: no Arrow schema in its footer
         con.execute(f"COPY (SELECT id + 2 AS id, raw_json FROM '{first}') TO '{day_file('2026-11-03')}'")
     assert not lake.share_one_schema(lake.files("raw_incidents"))
-    assert "union_by_name = true" in lake.view_sql("raw_incidents")
+    assert "union_by_name = true" in catalog.view_sql(lake, "raw_incidents")
     assert described() == described_with_union_by_name()
     assert ids_through_the_view() == [1, 2, 3, None]
 

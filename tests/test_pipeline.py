@@ -14,15 +14,16 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from huntress_dagster import alerts as alerts_module
+from huntress_dagster import catalog
+from huntress_dagster.alerts import build_alerts
 from huntress_dagster.automation import COLLECT_JOB, connection_test_job
 from huntress_dagster.checks import duplicate_alert_keys, missing_days
-from huntress_dagster.streams import INCIDENT_REPORTS
 from huntress_dagster.collect import parse_api_time
 from huntress_dagster.lake import Lake
 from huntress_dagster.resources import HuntressResource
 from huntress_dagster.simulator import DEMO_API_KEY, DEMO_API_SECRET
-from huntress_dagster import alerts as alerts_module
-from huntress_dagster.alerts import build_alerts
+from huntress_dagster.streams import INCIDENT_REPORTS
 
 from .conftest import admin
 from .dagster_helpers import (
@@ -360,7 +361,7 @@ def test_cli_partition_range_is_one_walk_and_writes_every_partition(make_simulat
 
 def table_rows(lake: Lake, sql: str) -> list[tuple]:
     with lake.connect() as con:
-        lake.register_views(con)
+        catalog.register_views(lake, con)
         return con.execute(sql).fetchall()
 
 

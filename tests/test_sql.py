@@ -14,9 +14,10 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from huntress_dagster import layout
+from huntress_dagster import catalog, layout
+from huntress_dagster.catalog import CATALOG_STORAGE_VERSION, open_catalog, storage_version
 from huntress_dagster.cli import main
-from huntress_dagster.lake import CATALOG_STORAGE_VERSION, Lake, open_catalog, storage_version
+from huntress_dagster.lake import Lake
 from huntress_dagster.simulator import SimulatorConfig, SimulatorServer, World, WorldConfig
 
 from .conftest import SMALL_WORLD
@@ -52,7 +53,7 @@ def sql_cli(lake_dir: Path, *args: str, stdin: str | None = None) -> subprocess.
 def count(lake_dir: Path, table: str) -> int:
     lake = Lake(lake_dir)
     with lake.connect() as con:
-        lake.register_views(con)
+        catalog.register_views(lake, con)
         return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
@@ -135,20 +136,20 @@ def test_the_catalog_is_written_in_the_1x_format_and_a_2_0_one_is_rebuilt(lake_d
 
     copy = tmp_path / "lake"
     shutil.copytree(lake_dir, copy)
-    catalog = copy / layout.CATALOG_FILE
-    catalog.unlink()
-    with duckdb.connect(str(catalog)) as con:  # what earlier versions wrote: DuckDB 2.0's own format
+    catalog_file = copy / layout.CATALOG_FILE
+    catalog_file.unlink()
+    with duckdb.connect(str(catalog_file)) as con:  # what earlier versions wrote: DuckDB 2.0's own format
         con.execute("CREATE VIEW stale AS SELECT 1")
         assert storage_version(con) == "v2.0.0+"
-    assert Lake(copy).refresh_catalog()
+    assert catalog.refresh_catalog(Lake(copy))
     with open_catalog(copy) as con:
         assert storage_version(con) == "v1.0.0+"
         views = {row[0] for row in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
         assert "alerts" in views and "stale" not in views  # rebuilt whole, not patched
         assert con.execute("SELECT count(*) FROM agent_inventory").fetchone()[0] == count(copy, "agent_inventory")
-    assert catalog.stat().st_mode & 0o777 == 0o600
+    assert catalog_file.stat().st_mode & 0o777 == 0o600
     assert not list(copy.glob(".tmp-*")) and not list(copy.glob("*.wal"))
-    assert Lake(copy).refresh_catalog() and storage_version(open_catalog(copy)) == "v1.0.0+"  # then in place
+    assert catalog.refresh_catalog(Lake(copy)) and storage_version(open_catalog(copy)) == "v1.0.0+"  # then in place
 
 
 @pytest.mark.slow
