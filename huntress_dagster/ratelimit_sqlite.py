@@ -13,7 +13,7 @@ import logging
 import os
 import sqlite3
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -80,17 +80,7 @@ def ensure_private_dir(path: Path, *, tighten: bool) -> None:
     if st.st_uid != os.geteuid():
         _warn_once(path, "The rate limiter state directory %s belongs to another user (uid %d): whoever can "
                    "write it can stall or starve this integration's requests", st.st_uid)
-    if not st.st_mode & 0o077:
-        return
-    if tighten and st.st_uid == os.geteuid():
-        os.chmod(path, _PRIVATE_DIR_MODE)
-        log.warning("Tightened the rate limiter state directory %s from %s to 0o700 (owner only)",
-                    path, _mode(st))
-    else:
-        _warn_once(path, "The rate limiter state directory %s is open to group/others (mode %s): whoever can "
-                   "write there can stall or starve this integration's requests. Left as is (a directory "
-                   "you chose); chmod 700 it unless several accounts are meant to share this budget",
-                   _mode(st))
+    _keep_private(path, st, "directory", _PRIVATE_DIR_MODE, lambda mode: os.chmod(path, mode), tighten=tighten)
 
 
 def ensure_private_file(path: Path, *, tighten: bool, create: bool = True) -> None:
@@ -108,19 +98,26 @@ def ensure_private_file(path: Path, *, tighten: bool, create: bool = True) -> No
             f"Cannot open the rate limiter state file {path}: {exc.strerror}. Expected a file this user can "
             "read and write (HUNTRESS_RATE_LIMIT_STATE)") from None
     try:
-        st = os.fstat(fd)
-        if not st.st_mode & 0o077:
-            return
-        if tighten and st.st_uid == os.geteuid():
-            os.fchmod(fd, _PRIVATE_FILE_MODE)
-            log.warning("Tightened the rate limiter state file %s from %s to 0o600 (owner only)",
-                        path, _mode(st))
-        else:
-            _warn_once(path, "The rate limiter state file %s is open to group/others (mode %s): left as is "
-                       "(a path you chose); chmod 600 it unless several accounts are meant to share this "
-                       "budget", _mode(st))
+        _keep_private(path, os.fstat(fd), "file", _PRIVATE_FILE_MODE, lambda mode: os.fchmod(fd, mode),
+                      tighten=tighten)
     finally:
         os.close(fd)
+
+
+def _keep_private(path: Path, st: os.stat_result, kind: str, private_mode: int, chmod: Callable[[int], None], *,
+                  tighten: bool) -> None:
+    """A state directory or file open to group/others: tightened to `private_mode` when it is ours to change
+    (`tighten`, and this user owns it), else reported once and left as the user chose it."""
+    if not st.st_mode & 0o077:
+        return
+    if tighten and st.st_uid == os.geteuid():
+        chmod(private_mode)
+        log.warning("Tightened the rate limiter state %s %s from %s to %s (owner only)", kind, path, _mode(st),
+                    oct(private_mode))
+    else:
+        _warn_once(path, f"The rate limiter state {kind} %s is open to group/others (mode %s): whoever can write "
+                   "it can stall or starve this integration's requests. Left as is (a path you chose); "
+                   f"chmod {private_mode:o} it unless several accounts are meant to share this budget", _mode(st))
 
 
 def is_default_location(state_path: Path) -> bool:
