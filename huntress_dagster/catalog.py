@@ -29,10 +29,6 @@ log = logging.getLogger(__name__)
 CATALOG_STORAGE_VERSION = "v1.0.0"
 
 
-def catalog_path(lake: Lake) -> Path:
-    return lake.root / layout.CATALOG_FILE
-
-
 def view_sql(lake: Lake, table: str, relative: bool = False) -> str | None:
     """`SELECT` over a table's files, or None while it has none (a view over no files fails). `relative`:
     paths relative to the lake root (the catalog file's views: a moved lake still works, read with
@@ -84,10 +80,10 @@ def preview(lake: Lake, sql: str, limit: int = 5) -> list[dict]:
     return []
 
 
-def _catalog_stamp(lake: Lake) -> str:
+def _catalog_stamp(path: Path) -> str:
     """The catalog file as it is on disk (modified time and size): another writer or a replaced file shows."""
     try:
-        stat = catalog_path(lake).stat()
+        stat = path.stat()
     except FileNotFoundError:
         return "none"
     return f"{stat.st_mtime_ns}:{stat.st_size}"
@@ -109,23 +105,23 @@ def refresh_catalog(lake: Lake, timeout: float = 5.0) -> bool:
     if not statements:
         return False
     digest = hashlib.sha256("\n".join([CATALOG_STORAGE_VERSION, *statements]).encode()).hexdigest()
-    given = lake.root / layout.CATALOG_STATE
-    if given.exists() and given.read_text() == f"{digest} {_catalog_stamp(lake)}":
+    path, given = lake.root / layout.CATALOG_FILE, lake.root / layout.CATALOG_STATE
+    if given.exists() and given.read_text() == f"{digest} {_catalog_stamp(path)}":
         return True  # the views are globs: new files need no refresh, and opening the file costs ~0.1 s a step
     try:
         with lake.lock("catalog", timeout=timeout):
-            if not (catalog_path(lake).exists() and _write_views(catalog_path(lake), lake.root, statements)):
+            if not (path.exists() and _write_views(path, lake.root, statements)):
                 # New, or in a format DuckDB 1.x cannot open (written by an earlier version of this
                 # package): built aside and renamed into place, so a reader never sees a half-built catalog.
-                with lake.atomic_path(catalog_path(lake)) as tmp:
+                with lake.atomic_path(path) as tmp:
                     _write_views(tmp, lake.root, statements)
-            catalog_path(lake).chmod(lake.file_mode)  # an earlier version left the process umask's
+            path.chmod(lake.file_mode)  # an earlier version left the process umask's
             with lake.atomic_path(given) as tmp:  # what was written, and the file it was written to
-                tmp.write_text(f"{digest} {_catalog_stamp(lake)}")
+                tmp.write_text(f"{digest} {_catalog_stamp(path)}")
         return True
     except Exception as exc:  # noqa: BLE001 - a lock held by a user's session must not fail the run
         log.warning("Catalog %s not refreshed (%s); Parquet files are committed and the existing views "
-                    "cover them", catalog_path(lake), str(exc).splitlines()[0])
+                    "cover them", path, str(exc).splitlines()[0])
         return False
 
 

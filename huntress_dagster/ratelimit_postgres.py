@@ -51,7 +51,7 @@ class PostgresRateLog:
     that reaches the same database. Not a pyrate-limiter bucket: `RateLimiter` drives it directly."""
 
     def __init__(self, url: str, bucket: str, requests: int, window_seconds: float, *,
-                 connect_timeout: float = 10.0, future_tolerance_seconds: float = 1.0):
+                 connect_timeout: float = 10.0, future_tolerance_seconds: float):
         self.url = url.strip()
         self.where = redacted(self.url)
         self.bucket = bucket

@@ -137,7 +137,7 @@ class GuardedSQLiteBucket(SQLiteBucket):
     SQLite, so garbage rows go the same way.
     """
 
-    future_tolerance_ms: int = 1000
+    future_tolerance_ms: int  # set by `open_guarded_bucket` (the limiter's FUTURE_TOLERANCE_SECONDS)
     state_path: str = ""
 
     def put(self, item):
