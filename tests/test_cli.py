@@ -87,3 +87,16 @@ def test_run_command_materializes_every_stream_on_the_instance_and_fails_loudly(
     failed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert failed.returncode == 1 and "FAILURE" in failed.stdout and "HTTP 401" in failed.stdout
     assert "revoked" not in failed.stdout + failed.stderr
+
+
+def test_output_cut_short_by_its_reader_ends_quietly_as_a_piped_tool_does(tmp_path):
+    """`huntress-dagster sql ... | head`: the reader closes the pipe early; no traceback, exit 141 (SIGPIPE)."""
+    (tmp_path / "lake").mkdir()
+    command = [sys.executable, "-m", "huntress_dagster.cli", "sql", "--lake-dir", str(tmp_path / "lake"),
+               "--max-rows", "300000", "select range from range(300000)"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path) as proc:
+        assert proc.stdout.readline()  # the first line, then the reader goes away
+        proc.stdout.close()
+        stderr = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
